@@ -1,0 +1,92 @@
+"""Errors raised anywhere in know3d, each with its documented exit code.
+
+Stages raise; only `cli.main` catches, prints one line on stderr and exits with `exit_code`.
+
+| code | meaning |
+|------|---------|
+| 0    | success |
+| 1    | batch finished, some items failed |
+| 2    | usage or configuration error |
+| 3    | missing input or model files |
+| 4    | runtime failure (no usable GPU, out of memory, generation failure) |
+| 130  | interrupted (Ctrl-C) |
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_BATCH_FAILURES = 1
+EXIT_USAGE = 2
+EXIT_MISSING = 3
+EXIT_RUNTIME = 4
+EXIT_INTERRUPTED = 130
+
+
+class Know3dError(Exception):
+    """Base class: a message that says what failed, which value, and the fix."""
+
+    exit_code = EXIT_RUNTIME
+    code = "error"  # stable machine-readable name, used in JSON output
+
+
+class UsageError(Know3dError):
+    """Bad flag combination or command-line value."""
+
+    exit_code = EXIT_USAGE
+    code = "invalid_arguments"
+
+
+class ConfigError(Know3dError):
+    """Unknown config key, invalid value, or inconsistent configuration."""
+
+    exit_code = EXIT_USAGE
+    code = "invalid_config"
+
+
+class InputError(Know3dError):
+    """An input image or manifest is missing, unreadable or unusable."""
+
+    exit_code = EXIT_MISSING
+    code = "bad_input"
+
+
+class ModelMissingError(Know3dError):
+    """A model (or adapter) needed by the run is not on disk."""
+
+    exit_code = EXIT_MISSING
+    code = "missing_model"
+
+
+class CheckpointError(Know3dError):
+    """A checkpoint exists but does not match the network it should build (json args, keys, shapes)."""
+
+    exit_code = EXIT_MISSING
+    code = "bad_checkpoint"
+
+
+class OutputError(Know3dError):
+    """The output location cannot be written."""
+
+    exit_code = EXIT_USAGE
+    code = "bad_output"
+
+
+class BackendUnavailable(Know3dError):
+    """A requested compute backend or device is not usable here."""
+
+    exit_code = EXIT_RUNTIME
+    code = "unsupported_runtime"
+
+
+class GenerationError(Know3dError):
+    """Generation ran but could not produce a usable result (e.g. empty geometry)."""
+
+    exit_code = EXIT_RUNTIME
+    code = "generation_failure"
+
+
+class OutOfMemory(Know3dError):
+    """The device ran out of memory."""
+
+    exit_code = EXIT_RUNTIME
+    code = "out_of_memory"

@@ -1,0 +1,59 @@
+"""Progress on stderr (Rich), shown only on a terminal and without --quiet."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from contextlib import contextmanager
+from typing import Iterator
+
+logger = logging.getLogger(__name__)
+
+
+class Progress:
+    """Stage and item progress. A no-op when disabled, so callers never branch on it."""
+
+    def __init__(self, enabled: bool = True):
+        self.enabled = enabled and sys.stderr.isatty()
+        self._rich = None
+        self._items = None
+        self._stage = None
+
+    def __enter__(self) -> Progress:
+        if self.enabled:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, SpinnerColumn, TextColumn, TimeElapsedColumn
+            from rich.progress import Progress as RichProgress
+
+            self._rich = RichProgress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                                      MofNCompleteColumn(), TimeElapsedColumn(),
+                                      console=Console(stderr=True), transient=True)
+            self._rich.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._rich is not None:
+            self._rich.__exit__(*exc)
+            self._rich = None
+
+    def items(self, total: int) -> None:
+        """Start an item counter (batch)."""
+        if self._rich is not None:
+            self._items = self._rich.add_task("assets", total=total)
+
+    def advance(self) -> None:
+        if self._rich is not None and self._items is not None:
+            self._rich.advance(self._items)
+
+    @contextmanager
+    def stage(self, name: str, asset: str = "") -> Iterator[None]:
+        """Show `name` as the running stage while the block runs; always log it at debug level."""
+        logger.debug("stage %s %s", name, asset)
+        task = None
+        if self._rich is not None:
+            task = self._rich.add_task(f"{asset} {name}".strip(), total=None)
+        try:
+            yield
+        finally:
+            if task is not None and self._rich is not None:
+                self._rich.remove_task(task)

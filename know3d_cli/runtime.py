@@ -1,0 +1,109 @@
+"""Device, dtype and memory policy, decided once at the edge and passed down to every stage."""
+
+from __future__ import annotations
+
+import logging
+import resource
+import sys
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Iterator, Protocol
+
+import torch
+
+from .config import RuntimeConfig
+from .errors import BackendUnavailable, OutOfMemory
+
+logger = logging.getLogger(__name__)
+
+_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
+
+
+@dataclass(frozen=True)
+class Runtime:
+    device: torch.device  # where the stage that is running computes
+    dtype: torch.dtype  # compute dtype of the big networks (TRELLIS.2 keeps its reference mix on GPU)
+    offload: str  # "sequential": one stage resident on the GPU at a time; "none": all resident
+    compile: bool  # torch.compile the transformer blocks
+    attention: str  # TRELLIS.2 attention backend name
+    sparse_conv: str  # TRELLIS.2 sparse convolution backend name
+
+    @property
+    def is_cuda(self) -> bool:
+        return self.device.type == "cuda"
+
+    @property
+    def exact(self) -> bool:
+        """fp32 everywhere (the reference mixed precision is only used in reduced precision)."""
+        return self.dtype == torch.float32
+
+
+def resolve_runtime(cfg: RuntimeConfig) -> Runtime:
+    """Turn `runtime.*` into concrete torch objects; a CUDA request without CUDA is exit 4."""
+    if cfg.device == "auto":
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    else:
+        device = torch.device(cfg.device)
+        if device.type == "cuda":
+            if not torch.cuda.is_available():
+                raise BackendUnavailable(
+                    f"runtime.device={cfg.device} but no CUDA GPU is usable here; use runtime.device=cpu or auto"
+                )
+            if device.index is not None and device.index >= torch.cuda.device_count():
+                raise BackendUnavailable(
+                    f"runtime.device={cfg.device} but only {torch.cuda.device_count()} CUDA device(s) exist"
+                )
+    if cfg.dtype == "auto":
+        dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    else:
+        dtype = _DTYPES[cfg.dtype]
+    if device.type == "cpu" and dtype != torch.float32:
+        logger.warning("runtime.dtype=%s on CPU is slow and inexact; precision=fp32 is recommended", cfg.dtype)
+    return Runtime(device, dtype, cfg.offload, cfg.compile, cfg.attention, cfg.sparse_conv)
+
+
+class _Movable(Protocol):
+    def to(self, *args, **kwargs): ...  # noqa: E704
+
+
+@contextmanager
+def resident(module: _Movable, runtime: Runtime) -> Iterator[None]:
+    """Keep `module` on the compute device for the block; with sequential offload, park it on the CPU after.
+
+    This is the one place that moves models between devices, so peak GPU memory is the largest stage.
+    """
+    module.to(runtime.device)
+    try:
+        yield
+    finally:
+        if runtime.is_cuda and runtime.offload == "sequential":
+            module.to("cpu")
+            torch.cuda.empty_cache()
+
+
+@contextmanager
+def oom_as_error(stage: str) -> Iterator[None]:
+    """Turn CUDA out-of-memory into a one-line error with what to try."""
+    try:
+        yield
+    except torch.OutOfMemoryError as exc:
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        raise OutOfMemory(
+            f"out of GPU memory during {stage}; try runtime.offload=sequential, a lower editor.resolution, "
+            f"trellis2.pipeline_type=512 or precision=bf16"
+        ) from exc
+
+
+def reset_peak_memory(runtime: Runtime) -> None:
+    if runtime.is_cuda:
+        torch.cuda.reset_peak_memory_stats(runtime.device)
+
+
+def peak_memory(runtime: Runtime) -> dict[str, object]:
+    """Peak memory so far: CUDA max allocated on GPU, else the process's peak RSS."""
+    if runtime.is_cuda:
+        return {"kind": "cuda_max_allocated", "bytes": int(torch.cuda.max_memory_allocated(runtime.device))}
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss is KiB on Linux, bytes on macOS
+    return {"kind": "peak_rss", "bytes": int(rss * scale)}
