@@ -244,7 +244,7 @@ def _one_line(exc: BaseException) -> str:
     text = str(exc)
     if exc.__cause__ is not None:  # "Error merging override x=y" hides the reason in the cause
         text = f"{text}: {exc.__cause__}"
-    text = re.sub(r"\. To append to your config use \+\S+", "", text)  # '+key' cannot help: the schema is closed
+    text = re.sub(r"\.\s*To append to your config use \+\S+", ".", text)  # '+key' cannot help: the schema is closed
     keep = []
     for line in (ln.strip() for ln in text.splitlines()):
         if line.startswith(("Config search path", "provider=", "reference_type=", "object_type=")):

@@ -63,11 +63,11 @@ def resolve(cfg: Know3dConfig, name: str) -> ResolvedModel:
             raise ModelMissingError(f"model {name} not found at {path}; {hint}")
         return ResolvedModel(name, spec.repo, path, None)
     try:
-        path = _snapshot(spec, cfg.models.cache_dir, local_only=True)
+        path = _snapshot(name, spec, cfg.models.cache_dir, local_only=True)
     except ModelMissingError:
         if not cfg.models.allow_download:
             raise
-        path = _snapshot(spec, cfg.models.cache_dir, local_only=False)
+        path = _snapshot(name, spec, cfg.models.cache_dir, local_only=False)
     return ResolvedModel(name, spec.repo, path, path.name)
 
 
@@ -76,7 +76,7 @@ def resolve_local(cfg: Know3dConfig, name: str) -> Path:
     spec = spec_of(cfg, name)
     if spec.path:
         return resolve(cfg, name).path
-    return _snapshot(spec, cfg.models.cache_dir, local_only=True)
+    return _snapshot(name, spec, cfg.models.cache_dir, local_only=True)
 
 
 def pull(cfg: Know3dConfig, name: str) -> ResolvedModel:
@@ -84,11 +84,11 @@ def pull(cfg: Know3dConfig, name: str) -> ResolvedModel:
     spec = spec_of(cfg, name)
     if spec.path:
         return resolve(cfg, name)
-    path = _snapshot(spec, cfg.models.cache_dir, local_only=False)
+    path = _snapshot(name, spec, cfg.models.cache_dir, local_only=False)
     return ResolvedModel(name, spec.repo, path, path.name)
 
 
-def _snapshot(spec: ModelSpec, cache_dir: str | None, *, local_only: bool) -> Path:
+def _snapshot(name: str, spec: ModelSpec, cache_dir: str | None, *, local_only: bool) -> Path:
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError
 
@@ -107,7 +107,6 @@ def _snapshot(spec: ModelSpec, cache_dir: str | None, *, local_only: bool) -> Pa
     except RepositoryNotFoundError as exc:
         raise ModelMissingError(f"{spec.repo} was not found on the hub (check the repo id and your token)") from exc
     except LocalEntryNotFoundError as exc:
-        name = _name_for(spec)
         offline = " (HF_HUB_OFFLINE is set)" if os.environ.get("HF_HUB_OFFLINE") else ""
         raise ModelMissingError(
             f"model {spec.repo} is not downloaded{offline}; run `{pull_command(name)}` "
@@ -116,13 +115,6 @@ def _snapshot(spec: ModelSpec, cache_dir: str | None, *, local_only: bool) -> Pa
     except (OSError, ValueError) as exc:  # network failures surface as OSError subclasses
         raise ModelMissingError(f"could not fetch {spec.repo}: {exc}") from exc
     return Path(path)
-
-
-def _name_for(spec: ModelSpec) -> str:
-    for name in MODEL_NAMES:
-        if name in spec.repo.lower().replace("-", "_"):
-            return name
-    return spec.repo
 
 
 # ------------------------------------------------------------------------------------ verify

@@ -1,0 +1,331 @@
+"""The `know3d` command line: parses, validates paths, turns flags into config overrides, calls the library.
+
+stdout carries data only (one JSON object per asset, a summary for batch, JSON for the info commands);
+logs, warnings and progress go to stderr. Errors are one line on stderr with a documented exit code
+(see `errors.py`); `--debug` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from . import __version__
+from .errors import EXIT_INTERRUPTED, EXIT_USAGE, Know3dError, UsageError
+
+logger = logging.getLogger("know3d_cli")
+
+app = typer.Typer(
+    name="know3d",
+    help="One photo plus a sentence about its hidden back side -> a textured 3D asset (Know3D on TRELLIS.2).",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+models_app = typer.Typer(help="Download, list and check the models.", no_args_is_help=True)
+config_app = typer.Typer(help="Inspect the composed configuration.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+app.add_typer(config_app, name="config")
+
+_DEBUG = {"on": False}
+
+
+class Mode(str, Enum):
+    auto = "auto"
+    know3d = "know3d"
+    multiview = "multiview"
+    trellis = "trellis"
+
+
+class Preview(str, Enum):
+    x0 = "x0"
+    full = "full"
+    none = "none"
+
+
+# Shared options, declared once.
+OverridesArg = Annotated[
+    Optional[list[str]],
+    typer.Argument(help="Config overrides as key=value (e.g. tap.block=20 editor=qwen_image_edit_2509).",
+                   show_default=False),
+]
+OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Output directory (one folder per asset).")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display or info logs on stderr.")]
+DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks and debug logs.")]
+
+GENERATE_EXAMPLES = """
+Examples:
+
+  know3d generate mug.png --back "a zipper pocket"
+
+  know3d generate bag.jpg --back "two padded straps" --seed 7 --out assets/ tap.block=20
+
+  know3d generate toy.png --mode trellis precision=fp32 runtime.device=cpu
+"""
+
+
+def _setup(quiet: bool, debug: bool) -> None:
+    _DEBUG["on"] = debug
+    level = logging.DEBUG if debug else (logging.WARNING if quiet else logging.INFO)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s" if debug else "%(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING)
+    logging.getLogger("know3d_cli").setLevel(level)
+    for noisy in ("httpx", "huggingface_hub", "diffusers", "transformers", "hydra"):
+        logging.getLogger(noisy).setLevel(logging.ERROR if not debug else logging.INFO)
+    try:  # the HF libraries print progress bars and advice; keep stderr readable
+        from diffusers.utils import logging as dlog
+        from transformers.utils import logging as tlog
+
+        if not debug:
+            dlog.set_verbosity_error()
+            tlog.set_verbosity_error()
+        dlog.disable_progress_bar()
+        tlog.disable_progress_bar()
+    except ImportError:  # pragma: no cover - both are hard dependencies
+        pass
+
+
+def emit(obj: dict[str, Any]) -> None:
+    """Write one JSON object as one line on stdout (the only thing that ever goes there)."""
+    sys.stdout.write(json.dumps(obj, ensure_ascii=False, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def _load(overrides: list[str]):
+    from .config import load_config
+
+    return load_config(overrides)
+
+
+# ------------------------------------------------------------------------------------ generate
+@app.command(epilog=GENERATE_EXAMPLES)
+def generate(
+    image: Annotated[Path, typer.Argument(help="Photo of the object (PNG/JPEG/WebP...; alpha is used as the mask).",
+                                          show_default=False)],
+    overrides: OverridesArg = None,
+    back: Annotated[Optional[str], typer.Option("--back", "-b", help="What the hidden back side looks like.")] = None,
+    out: OutOpt = Path("outputs"),
+    id: Annotated[Optional[str], typer.Option("--id", help="Asset id / folder name (default: image stem).")] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", min=0, help="Random seed (default: random, recorded).")] = None,
+    mode: Annotated[Optional[Mode], typer.Option("--mode", help="auto | know3d | multiview | trellis.")] = None,
+    preview: Annotated[Optional[Preview], typer.Option("--preview", help="back.png: x0 | full | none.")] = None,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Generate one 3D asset from IMAGE (and --back text)."""
+    _setup(quiet, debug)
+    from .pipeline import AssetJob, Know3dPipeline
+    from .progress import Progress
+
+    ov = list(overrides or [])
+    ov += _flag_overrides(back=back, seed=seed, mode=mode, preview=preview)
+    cfg = _load(ov)
+    asset_id = _asset_id(id, image)
+    with Progress(enabled=not quiet) as progress:
+        pipeline = Know3dPipeline(cfg, progress=progress)
+        result = pipeline.run(AssetJob(image=image, id=asset_id, back=cfg.back, seed=cfg.seed), out)
+    emit(result.event())
+
+
+def _flag_overrides(**flags: Any) -> list[str]:
+    ov = []
+    for key, value in flags.items():
+        if value is None:
+            continue
+        if isinstance(value, Enum):
+            value = value.value
+        if isinstance(value, str):
+            value = json.dumps(value)  # quoted so that commas, '=' and spaces survive Hydra's parser
+        ov.append(f"{key}={value}")
+    return ov
+
+
+def _asset_id(explicit: str | None, image: Path) -> str:
+    from .manifest import safe_id
+
+    name = explicit if explicit is not None else image.stem
+    safe = safe_id(name)
+    if safe is None:
+        raise UsageError(f"unsafe asset id {name!r}: use letters, digits, '-', '_' or '.', without '/' or '..'")
+    return safe
+
+
+# ------------------------------------------------------------------------------------ batch
+@app.command()
+def batch(
+    manifest: Annotated[Path, typer.Argument(help="CSV with columns image (required), back, id, seed.",
+                                             show_default=False)],
+    overrides: OverridesArg = None,
+    out: OutOpt = Path("outputs"),
+    no_resume: Annotated[bool, typer.Option("--no-resume", help="Regenerate items whose outputs exist.")] = False,
+    fail_fast: Annotated[bool, typer.Option("--fail-fast", help="Stop at the first failed item.")] = False,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Generate every asset of a CSV manifest; models are loaded once, finished items are skipped."""
+    _setup(quiet, debug)
+    from .batch import run_batch
+    from .progress import Progress
+
+    cfg = _load(list(overrides or []))
+    with Progress(enabled=not quiet) as progress:
+        summary = run_batch(manifest, out, cfg, resume=not no_resume, fail_fast=fail_fast, emit=emit,
+                            progress=progress, debug=debug)
+    raise typer.Exit(summary.exit_code)
+
+
+# ------------------------------------------------------------------------------------ demo
+@app.command()
+def demo(
+    out: OutOpt = Path("outputs/demo"),
+    back: Annotated[str, typer.Option("--back", "-b", help="Back-side text for the demo asset.")] = "a zipper pocket",
+    overrides: OverridesArg = None,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Run the whole chain on tiny RANDOM models (CPU is fine): checks the install, not the quality."""
+    _setup(quiet, debug)
+    from .demo import run_demo
+    from .progress import Progress
+
+    with Progress(enabled=not quiet) as progress:
+        result = run_demo(out, back, list(overrides or []), progress=progress)
+    emit(result.event())
+
+
+# ------------------------------------------------------------------------------------ models
+@models_app.command("list")
+def models_list(overrides: OverridesArg = None) -> None:
+    """One JSON line per configured model: repo, licence, size, whether it is needed and present."""
+    _setup(True, False)
+    from . import hub
+
+    cfg = _load(list(overrides or []))
+    needed = hub.needed_models(cfg)
+    for name in hub.MODEL_NAMES:
+        spec = hub.spec_of(cfg, name)
+        try:
+            path, present = str(hub.resolve_local(cfg, name)), True
+        except Know3dError:
+            path, present = None, False
+        emit({"event": "model", "name": name, "repo": spec.repo, "revision": spec.revision, "needed": name in needed,
+              "present": present, "path": path, "licence": spec.licence, "gated": spec.gated,
+              "commercial": spec.commercial, "size_gb": spec.size_gb})
+
+
+@models_app.command("pull")
+def models_pull(
+    names: Annotated[Optional[list[str]], typer.Argument(help="Model names (default: all the run needs); "
+                                                              "key=value arguments are overrides.",
+                                                         show_default=False)] = None,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Download the configured models (only the files needed) at their pinned revisions."""
+    _setup(quiet, debug)
+    from . import hub
+
+    args = list(names or [])
+    overrides = [a for a in args if "=" in a]
+    cfg = _load(overrides)
+    wanted = [a for a in args if "=" not in a] or hub.needed_models(cfg)
+    for name in wanted:
+        spec = hub.spec_of(cfg, name)
+        logger.info("pulling %s (%s, ~%.1f GB, licence: %s)", name, spec.repo, spec.size_gb, spec.licence)
+        model = hub.pull(cfg, name)
+        emit({"event": "model", "name": name, "repo": model.repo, "revision": model.revision, "path": str(model.path),
+              "present": True})
+
+
+@models_app.command("verify")
+def models_verify(overrides: OverridesArg = None) -> None:
+    """Check that every model the run needs is present and its files are complete (exit 3 if not)."""
+    _setup(True, False)
+    from . import hub
+    from .errors import EXIT_MISSING
+
+    cfg = _load(list(overrides or []))
+    bad = 0
+    for name in hub.needed_models(cfg):
+        report = hub.verify(cfg, name)
+        bad += not report.ok
+        emit({"event": "verify", "name": name, "repo": report.repo, "ok": report.ok, "present": report.present,
+              "path": report.path, "files": report.files, "bytes": report.bytes, "problems": report.problems})
+    if bad:
+        raise typer.Exit(EXIT_MISSING)
+
+
+# ------------------------------------------------------------------------------------ doctor, config
+@app.command()
+def doctor(out: OutOpt = Path("outputs"), overrides: OverridesArg = None) -> None:
+    """Print one JSON object describing this machine, the models and their licences."""
+    _setup(True, False)
+    from .doctor import report
+
+    emit(report(_load(list(overrides or [])), out))
+
+
+@config_app.command("show")
+def config_show(overrides: OverridesArg = None) -> None:
+    """Print the composed configuration (YAML) with the overrides applied."""
+    _setup(True, False)
+    from .config import to_yaml
+
+    sys.stdout.write(to_yaml(_load(list(overrides or []))))
+
+
+@app.callback(invoke_without_command=True)
+def _version(
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+) -> None:
+    if version:
+        sys.stdout.write(f"know3d {__version__}\n")
+        raise typer.Exit(0)
+
+
+# ------------------------------------------------------------------------------------ entry point
+def main(argv: list[str] | None = None) -> int:
+    """Run the app; map known errors to one stderr line and their exit code."""
+    try:
+        # without standalone mode Click returns the code of `typer.Exit` instead of raising it
+        code = app(args=argv, standalone_mode=False)
+        return code if isinstance(code, int) else 0
+    except typer.Exit as exc:
+        return exc.exit_code
+    except Know3dError as exc:
+        _fail(str(exc), exc.exit_code, exc)
+        return exc.exit_code
+    except (KeyboardInterrupt, typer.Abort):
+        _fail("interrupted", EXIT_INTERRUPTED, None)
+        return EXIT_INTERRUPTED
+    except Exception as exc:
+        # Click's usage errors (Typer vendors Click, so match them by their interface, not by class)
+        format_message = getattr(exc, "format_message", None)
+        if callable(format_message) and hasattr(exc, "exit_code"):
+            _fail(format_message(), EXIT_USAGE, None)
+            return EXIT_USAGE
+        raise
+
+
+def _fail(message: str, code: int, exc: BaseException | None) -> None:
+    if _DEBUG["on"] and exc is not None:
+        import traceback
+
+        traceback.print_exception(exc, file=sys.stderr)
+    line = " ".join(message.split())
+    hint = "" if _DEBUG["on"] or code == EXIT_INTERRUPTED else " (run with --debug for details)"
+    sys.stderr.write(f"error: {line}{hint}\n")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,267 @@
+"""The chain: preprocess -> (MLLM) -> editor tap -> TRELLIS.2 -> export, and the files it writes.
+
+Each stage takes and returns typed data; this module only wires them, decides the mode, owns model
+residency (one stage on the GPU at a time with sequential offload) and writes the asset folder:
+every file atomically, `metadata.json` last, so a folder with metadata is a finished asset.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import secrets
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+from PIL import Image
+
+from . import hub, metadata
+from .config import Know3dConfig, to_container
+from .errors import ModelMissingError
+from .io import atomic_write, ensure_writable_dir
+from .progress import Progress
+from .runtime import Runtime, oom_as_error, peak_memory, reset_peak_memory, resident, resolve_runtime
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AssetJob:
+    image: Path  # input photo
+    id: str  # output folder name (already checked to be safe)
+    back: str = ""  # text about the hidden back side
+    seed: int | None = None  # None = random (drawn and recorded)
+
+
+@dataclass(frozen=True)
+class GenerateResult:
+    id: str
+    dir: Path  # <out>/<id>
+    status: str  # "ok" | "skipped"
+    metadata: dict[str, Any] = field(repr=False)
+
+    def event(self) -> dict[str, Any]:
+        """The asset's line on stdout."""
+        return {"event": "asset", "id": self.id, "status": self.status, "dir": str(self.dir), "error": None,
+                "mode": self.metadata.get("mode", {}).get("used"), "seed": self.metadata.get("seed"),
+                "files": self.metadata.get("files", [])}
+
+
+def resolve_mode(cfg: Know3dConfig) -> tuple[str, list[str]]:
+    """The mode that will run, and warnings to record. `know3d` needs adapter weights (exit 3 without)."""
+    warnings = []
+    if cfg.mode == "know3d" and not cfg.adapter.weights:
+        raise ModelMissingError(
+            "mode=know3d needs Know3D adapter weights: set adapter.weights=DIR (a folder with adapter.json and "
+            "adapter.safetensors), or use --mode multiview"
+        )
+    if cfg.mode == "auto":
+        if cfg.adapter.weights:
+            return "know3d", warnings
+        msg = "no Know3D adapter weights configured (adapter.weights); using training-free multiview mode"
+        logger.warning(msg)
+        warnings.append(msg)
+        return "multiview", warnings
+    return cfg.mode, warnings
+
+
+def adapter_dir(cfg: Know3dConfig) -> Path:
+    path = Path(str(cfg.adapter.weights)).expanduser()
+    if not (path / "adapter.json").is_file() or not (path / "adapter.safetensors").is_file():
+        raise ModelMissingError(f"Know3D adapter not found: {path} must contain adapter.json and adapter.safetensors")
+    return path
+
+
+class Know3dPipeline:
+    """Runs assets through the chain. Models load on first use and stay loaded for later assets (batch)."""
+
+    def __init__(self, cfg: Know3dConfig, progress: Progress | None = None, keep_models: bool = False):
+        self.cfg = cfg
+        self.runtime: Runtime = resolve_runtime(cfg.runtime)
+        self.mode, self.mode_warnings = resolve_mode(cfg)
+        self.progress = progress or Progress(enabled=False)
+        self.keep_models = keep_models
+        self._models: dict[str, hub.ResolvedModel] = {}
+        self._loaded: dict[str, Any] = {}
+        self._config = to_container(cfg)
+        self._check()
+
+    # ------------------------------------------------------------------------------- set-up
+    def _check(self) -> None:
+        """Fail before any work: every model the run needs is on disk, settings fit the mode."""
+        if self.mode == "know3d":
+            adapter_dir(self.cfg)
+        for name in hub.needed_models(self._cfg_for_mode()):
+            self._models[name] = hub.resolve(self.cfg, name)
+
+    def _cfg_for_mode(self) -> Know3dConfig:
+        if self.mode == self.cfg.mode:
+            return self.cfg
+        from dataclasses import replace
+
+        return replace(self.cfg, mode=self.mode)
+
+    def _editor(self):
+        if "editor" not in self._loaded:
+            from .editor import load_editor
+
+            self._loaded["editor"] = load_editor(self._models["editor"].path, self.cfg.editor, self.runtime)
+        return self._loaded["editor"]
+
+    def _expander(self):
+        if "mllm" not in self._loaded:
+            from .mllm import BackViewExpander
+
+            self._loaded["mllm"] = BackViewExpander(self._models["mllm"].path, self.cfg.mllm, self.runtime)
+        return self._loaded["mllm"]
+
+    def _trellis(self):
+        if "trellis2" not in self._loaded:
+            from .trellis2 import Trellis2Generator
+
+            self._loaded["trellis2"] = Trellis2Generator(
+                trellis_dir=self._models["trellis2"].path,
+                ss_decoder_dir=self._models["ss_decoder"].path,
+                dinov3_dir=self._models["dinov3"].path,
+                cfg=self.cfg.trellis2,
+                adapter_cfg=self.cfg.adapter,
+                adapter_dir=adapter_dir(self.cfg) if self.mode == "know3d" else None,
+                runtime=self.runtime,
+            )
+        return self._loaded["trellis2"]
+
+    def _release(self, name: str) -> None:
+        """A single run frees a stage's models as soon as it is done (batch keeps them)."""
+        if not self.keep_models:
+            self._loaded.pop(name, None)
+            if self.runtime.is_cuda:
+                torch.cuda.empty_cache()
+
+    # ------------------------------------------------------------------------------- running
+    def expected_key(self, job: AssetJob, input_sha256: str) -> str:
+        return metadata.run_key(input_sha256, job.back, job.seed, self._config)
+
+    def run(self, job: AssetJob, out_root: Path) -> GenerateResult:
+        """Generate one asset into `out_root/job.id`; nothing is written unless every stage succeeded."""
+        from .export import encode_mesh
+        from .mllm import build_back_prompt
+        from .preprocess import prepare_image
+
+        cfg, runtime = self.cfg, self.runtime
+        ensure_writable_dir(out_root)
+        seed = job.seed if job.seed is not None else secrets.randbelow(2**31)
+        timings: dict[str, float] = {}
+        warnings = list(self.mode_warnings)
+        reset_peak_memory(runtime)
+
+        with self._timed("preprocess", job.id, timings):
+            birefnet = self._models["birefnet"].path if "birefnet" in self._models else None
+            prepared = prepare_image(job.image, cfg.preprocess, birefnet_path=birefnet)
+
+        expanded = None
+        if cfg.mllm.expand:
+            with self._timed("mllm", job.id, timings), oom_as_error("back-view description (mllm)"):
+                expander = self._expander()
+                with resident(expander, runtime):
+                    expansion = expander.describe(prepared.image, job.back)
+                expanded = expansion.text
+                warnings += expansion.warnings
+            self._release("mllm")
+        prompt = build_back_prompt(job.back, expanded)
+
+        tap = None
+        if self.mode != "trellis":
+            with self._timed("editor", job.id, timings), oom_as_error("back-view imagination (editor)"):
+                from .editor import imagine_back
+
+                editor = self._editor()
+                generator = torch.Generator("cpu").manual_seed(seed)
+                with resident(editor, runtime):
+                    tap = imagine_back(editor, prepared.image, prompt.instruction, cfg.editor, cfg.tap,
+                                       preview=cfg.preview, generator=generator,
+                                       need_full_image=self.mode == "multiview")
+            self._release("editor")
+
+        with self._timed("trellis2", job.id, timings), oom_as_error("3D generation (TRELLIS.2)"):
+            trellis = self._trellis()
+            back_view = tap.preview if (self.mode == "multiview" and tap is not None) else None
+            ext_tokens = tap.hidden if self.mode == "know3d" and tap is not None else None
+            asset, t2 = trellis.generate(prepared.image, back_view=back_view, ext_tokens=ext_tokens, seed=seed)
+            warnings += t2.warnings
+        self._release("trellis2")
+
+        with self._timed("export", job.id, timings):
+            mesh_bytes, extension = encode_mesh(asset, cfg.export)
+            files: dict[str, bytes] = {f"model.{extension}": mesh_bytes, "input.png": _png(prepared.rgba)}
+            if tap is not None and tap.preview is not None and cfg.preview != "none":
+                files["back.png"] = _png(tap.preview)
+
+        meta = {
+            "schema_version": metadata.SCHEMA_VERSION,
+            "id": job.id,
+            "key": self.expected_key(job, prepared.sha256),
+            "input": {"path": str(job.image), "sha256": prepared.sha256, "mask_source": prepared.mask_source,
+                      "original_size": list(prepared.original_size)},
+            "back": job.back,
+            "prompt": {"editor": prompt.instruction if tap is not None else None, "expanded": expanded},
+            "mode": {"requested": cfg.mode, "used": self.mode},
+            "seed": seed,
+            "seed_requested": job.seed,
+            "models": {name: {"repo": m.repo, "revision": m.revision, "path": str(m.path)}
+                       for name, m in self._models.items()},
+            "adapter": str(adapter_dir(cfg)) if self.mode == "know3d" else None,
+            "tap": _tap_meta(tap, cfg),
+            "forwards": {"editor": tap.forwards if tap is not None else 0, "trellis2": t2.forwards},
+            "geometry": {"source_stage": asset.source_stage, "resolution": asset.resolution,
+                         "vertices": int(asset.vertices.shape[0]), "faces": int(asset.faces.shape[0]),
+                         "textured": asset.textured, "pipeline_type": t2.pipeline_type},
+            "timings_s": timings,
+            "peak_memory": peak_memory(runtime),
+            "device": str(runtime.device),
+            "dtype": str(runtime.dtype).replace("torch.", ""),
+            "versions": metadata.package_versions(),
+            "warnings": warnings,
+            "files": sorted(files) + [metadata.METADATA_FILE],
+            "config": self._config,
+        }
+        out_dir = out_root / job.id
+        self._write(out_dir, files, meta)
+        return GenerateResult(job.id, out_dir, "ok", meta)
+
+    @staticmethod
+    def _write(out_dir: Path, files: dict[str, bytes], meta: dict[str, Any]) -> None:
+        """Unmark the folder as finished, write each file atomically, then mark it finished again."""
+        ensure_writable_dir(out_dir)
+        (out_dir / metadata.METADATA_FILE).unlink(missing_ok=True)
+        for name, data in files.items():
+            atomic_write(out_dir / name, data)
+        atomic_write(out_dir / metadata.METADATA_FILE, metadata.to_json_bytes(meta))
+
+    @contextmanager
+    def _timed(self, stage: str, asset: str, timings: dict[str, float]) -> Iterator[None]:
+        start = time.perf_counter()
+        with self.progress.stage(stage, asset):
+            yield
+        timings[stage] = round(time.perf_counter() - start, 4)
+        logger.info("%s: %s done in %.2f s", asset, stage, timings[stage])
+
+
+def _tap_meta(tap, cfg: Know3dConfig) -> dict[str, Any] | None:
+    if tap is None:
+        return None
+    return {"block": cfg.tap.block, "step_frac": cfg.tap.step_frac, "step_index": tap.step_index,
+            "timestep": tap.timestep, "sigma": tap.sigma, "grid": list(tap.grid), "tokens": cfg.tap.tokens,
+            "shape": list(tap.hidden.shape)}
+
+
+def _png(image: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+__all__ = ["AssetJob", "GenerateResult", "Know3dPipeline", "resolve_mode"]
