@@ -1,0 +1,20 @@
+"""Input photo -> masked, square-cropped, premultiplied image (TRELLIS.2 preprocessing, spec §1.3)."""
+
+from .background import BiRefNetMasker, has_alpha, remove_background, threshold_alpha
+from .crop import crop_box, downscale, square_crop
+from .load import file_sha256, load_image
+from .prepare import PreparedImage, prepare_image
+
+__all__ = [
+    "BiRefNetMasker",
+    "PreparedImage",
+    "crop_box",
+    "downscale",
+    "file_sha256",
+    "has_alpha",
+    "load_image",
+    "prepare_image",
+    "remove_background",
+    "square_crop",
+    "threshold_alpha",
+]

@@ -1,0 +1,144 @@
+"""read_manifest / safe_id: file-level errors raise, row-level problems stay on their row."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from know3d_cli.errors import InputError
+from know3d_cli.manifest import ManifestRow, read_manifest, safe_id
+
+
+def _write(tmp_path: Path, text: str, name: str = "items.csv", encoding: str = "utf-8") -> Path:
+    path = tmp_path / name
+    path.write_bytes(text.encode(encoding))
+    return path
+
+
+def test_basic_rows_and_relative_paths(tmp_path):
+    absolute = tmp_path / "elsewhere" / "vase.png"
+    path = _write(tmp_path, f"image,back,id,seed\nimgs/chair.png,a wooden back,,7\n{absolute},,vase-1,\n")
+    rows = read_manifest(path)
+    assert rows == [
+        ManifestRow(line=2, image=tmp_path / "imgs" / "chair.png", back="a wooden back", id="chair", seed=7,
+                    error=None),
+        ManifestRow(line=3, image=absolute, back=None, id="vase-1", seed=None, error=None),
+    ]
+
+
+def test_bom_quotes_and_blank_lines(tmp_path):
+    text = ('\ufeffImage,Back\n'
+            '\n'
+            'a.png,"red, with a zip"\n'
+            '   \n'
+            'b.png,"two\nlines ""quoted"""\n'
+            ',\n'
+            'c.png,\n')
+    rows = read_manifest(_write(tmp_path, text))
+    assert [r.id for r in rows] == ["a", "b", "c"]
+    assert rows[0].back == "red, with a zip"
+    assert rows[1].back == 'two\nlines "quoted"'
+    assert [r.line for r in rows] == [3, 5, 8]  # where each row starts; the quoted newline spans lines 5-6
+    assert all(r.error is None for r in rows)
+
+
+def test_extra_columns_warn(tmp_path, caplog):
+    with caplog.at_level(logging.WARNING):
+        rows = read_manifest(_write(tmp_path, "image,colour\nx.png,blue\n"))
+    assert rows[0].error is None
+    assert "colour" in caplog.text
+
+
+def test_too_many_fields_is_a_row_error(tmp_path):
+    rows = read_manifest(_write(tmp_path, "image,back\nx.png,red, with a zip\ny.png,fine\n"))
+    assert "quote cells that contain commas" in rows[0].error
+    assert rows[1].error is None
+
+
+@pytest.mark.parametrize("bad", ["../up", "a/b", "a\\b", ".hidden", "..", "x..y", "con:1", "tab\tname"])
+def test_unsafe_explicit_ids_reject_only_their_row(tmp_path, bad):
+    quoted = '"' + bad + '"'
+    rows = read_manifest(_write(tmp_path, f"image,id\nx.png,{quoted}\ny.png,ok\n"))
+    assert rows[0].id is None and "unsafe id" in rows[0].error
+    assert rows[1].id == "ok" and rows[1].error is None
+
+
+def test_unsafe_image_stems(tmp_path):
+    rows = read_manifest(_write(tmp_path, "image\n.secret.png\nsub\\dir.png\nfine/ok.png\n"))
+    assert rows[0].id is None and "unsafe id" in rows[0].error
+    assert rows[1].id is None and "unsafe id" in rows[1].error
+    assert rows[2].id == "ok" and rows[2].error is None
+
+
+def test_duplicate_ids(tmp_path):
+    text = ("image,id\n"
+            "a/chair.png,\n"
+            "b/chair.png,\n"
+            "c/Chair.png,\n"
+            "d.png,chair-4\n"
+            "e.png,mug\n"
+            "f.png,MUG\n"
+            "g/chair.png,\n")
+    rows = read_manifest(_write(tmp_path, text))
+    ids = [r.id for r in rows]
+    # derived ids get suffixes that skip the explicit 'chair-4'; a repeated explicit id fails the later row
+    assert ids == ["chair", "chair-2", "Chair-3", "chair-4", "mug", None, "chair-5"]
+    assert "duplicate id" in rows[5].error
+    assert [r.error is None for r in rows] == [True, True, True, True, True, False, True]
+
+
+def test_explicit_id_beats_an_earlier_derived_stem(tmp_path):
+    rows = read_manifest(_write(tmp_path, "image,id\nchair.png,\nother.png,chair\n"))
+    assert [r.id for r in rows] == ["chair-2", "chair"]
+    assert all(r.error is None for r in rows)
+
+
+@pytest.mark.parametrize("seed", ["-1", "1.5", "abc", "1e3", str(2**63)])
+def test_bad_seed_is_a_row_error(tmp_path, seed):
+    rows = read_manifest(_write(tmp_path, f"image,seed\nx.png,{seed}\ny.png, 12 \n"))
+    assert rows[0].seed is None and "seed" in rows[0].error and rows[0].id == "x"
+    assert rows[1].seed == 12 and rows[1].error is None
+
+
+def test_empty_image_cell(tmp_path):
+    rows = read_manifest(_write(tmp_path, "image,back\n,some text\nx.png,\n"))
+    assert "image cell is empty" in rows[0].error and rows[0].id is None
+    assert rows[1].error is None
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        ("back,id\nsome,thing\n", "no 'image' column"),
+        ("", "is empty"),
+        ("\n\n", "is empty"),
+        ("image,Image\nx.png,y.png\n", "twice"),
+        ('image,back\nx.png,"never closed\ny.png,ok\n', "not valid CSV"),
+        ('image,back\nx.png,"closed" then text\n', "not valid CSV"),
+    ],
+)
+def test_whole_file_errors(tmp_path, content, reason):
+    with pytest.raises(InputError, match=reason):
+        read_manifest(_write(tmp_path, content))
+
+
+def test_not_utf8(tmp_path):
+    path = _write(tmp_path, "image,back\nx.png,caf\u00e9\n", encoding="latin-1")
+    with pytest.raises(InputError, match="not UTF-8.*line 2"):
+        read_manifest(path)
+
+
+def test_missing_and_directory(tmp_path):
+    with pytest.raises(InputError, match="manifest not found"):
+        read_manifest(tmp_path / "absent.csv")
+    with pytest.raises(InputError, match="is a directory"):
+        read_manifest(tmp_path)
+
+
+def test_safe_id():
+    assert safe_id("  chair_01 ") == "chair_01"
+    assert safe_id("stuhl-ä.v2") == "stuhl-ä.v2"
+    for bad in ["", "  ", ".x", "a/b", "a\\b", "a..b", "x" * 129, "a*b", "nul\x00"]:
+        assert safe_id(bad) is None, bad
