@@ -1,0 +1,42 @@
+"""Tiny random-initialised versions of every model, written in the real on-disk layouts.
+
+For tests and `know3d demo` only: they exercise the real loading code and the real chain on a CPU in
+seconds, and produce meaningless assets.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+from .adapter import write_tiny_adapter
+from .dinov3 import TINY_DINOV3_HIDDEN, write_tiny_dinov3
+from .editor import TINY_EDITOR_HIDDEN, write_tiny_editor
+from .mllm import write_tiny_mllm
+from .trellis2 import write_tiny_trellis2
+
+logger = logging.getLogger(__name__)
+
+LAYOUT_VERSION = "1"
+_MARKER = f".complete-v{LAYOUT_VERSION}"
+
+
+def build_tiny_models(root: Path, seed: int = 0) -> Path:
+    """Write the complete tiny set under `root` (once; a marker file written last makes it idempotent)."""
+    root = Path(root).expanduser()
+    if (root / _MARKER).is_file():
+        return root
+    if root.exists():
+        shutil.rmtree(root)  # a half-written set from an interrupted run
+    logger.info("writing tiny random models to %s", root)
+    write_tiny_editor(root / "editor", seed=seed)
+    write_tiny_mllm(root / "mllm", seed=seed)
+    write_tiny_dinov3(root / "dinov3", seed=seed)
+    write_tiny_trellis2(root, seed=seed, cond_channels=TINY_DINOV3_HIDDEN)
+    write_tiny_adapter(root / "adapter", ext_channels=TINY_EDITOR_HIDDEN, seed=seed)
+    (root / _MARKER).write_text("tiny random models for know3d tests and demo\n")
+    return root
+
+
+__all__ = ["build_tiny_models"]
