@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -15,7 +13,6 @@ from know3d_cli.trellis2.nn.timestep import timestep_sinusoids
 from know3d_cli.trellis2.nn.transformer_block import CrossContext
 from know3d_cli.trellis2.sparse.tensor import SparseTensor
 
-MANIFEST = Path("/work/shared/reference/trellis2_checkpoints.json")
 FLOW_CHECKPOINTS = [
     "ss_flow_img_dit_1_3B_64_bf16",
     "slat_flow_img2shape_dit_1_3B_512_bf16",
@@ -74,8 +71,8 @@ def ragged_sparse(gen: torch.Generator, counts: list[int], side: int, channels: 
 
 # ------------------------------------------------------------------------------------------- full size
 @pytest.mark.parametrize("name", FLOW_CHECKPOINTS)
-def test_full_size_state_dict_matches_manifest(name):
-    entry = json.loads(MANIFEST.read_text())["checkpoints"][f"TRELLIS.2-4B/ckpts/{name}"]
+def test_full_size_state_dict_matches_manifest(name, released_checkpoint):
+    entry = released_checkpoint(f"TRELLIS.2-4B/ckpts/{name}")
     with torch.device("meta"):
         model = CLASSES[entry["class"]](**entry["args"], dtype="bfloat16")  # the released json also has dtype
     state = model.state_dict()

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import inspect
-import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -19,23 +17,10 @@ from know3d_cli.trellis2.models.sparse_structure_decoder import (
     pixel_shuffle_3d,
 )
 
-_MANIFEST_NAME = "trellis2_checkpoints.json"
-_REPO = Path(__file__).resolve().parents[3]
-_MANIFEST_CANDIDATES = [
-    _REPO / "tests" / "data" / _MANIFEST_NAME,
-    _REPO / "shared" / "reference" / _MANIFEST_NAME,
-    _REPO.parent / "shared" / "reference" / _MANIFEST_NAME,
-]
 RELEASED = "TRELLIS-image-large/ckpts/ss_dec_conv3d_16l8_fp16"
 TINY = dict(out_channels=1, latent_channels=8, num_res_blocks=2, num_res_blocks_middle=2, channels=[16, 8, 8],
             use_fp16=True)
 
-
-def manifest_entry() -> dict:
-    for path in _MANIFEST_CANDIDATES:
-        if path.is_file():
-            return json.loads(path.read_text())["checkpoints"][RELEASED]
-    pytest.skip(f"{_MANIFEST_NAME} not found in {[str(p) for p in _MANIFEST_CANDIDATES]}")
 
 
 def tiny(seed: int = 0) -> SparseStructureDecoder:
@@ -48,8 +33,8 @@ def tiny(seed: int = 0) -> SparseStructureDecoder:
     return decoder
 
 
-def test_released_layout_on_meta():
-    entry = manifest_entry()
+def test_released_layout_on_meta(released_checkpoint):
+    entry = released_checkpoint(RELEASED)
     assert set(entry["args"]) <= set(inspect.signature(SparseStructureDecoder).parameters)
     with torch.device("meta"):
         decoder = SparseStructureDecoder(**entry["args"])

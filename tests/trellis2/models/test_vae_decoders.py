@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -16,13 +14,6 @@ from know3d_cli.trellis2.models.sparse_convnext_block import SparseConvNeXtBlock
 from know3d_cli.trellis2.models.sparse_unet_vae_decoder import SparseUnetVaeDecoder
 from know3d_cli.trellis2.sparse import SparseTensor, SubMConv3d
 
-_MANIFEST_NAME = "trellis2_checkpoints.json"
-_REPO = Path(__file__).resolve().parents[3]
-_MANIFEST_CANDIDATES = [
-    _REPO / "tests" / "data" / _MANIFEST_NAME,
-    _REPO / "shared" / "reference" / _MANIFEST_NAME,
-    _REPO.parent / "shared" / "reference" / _MANIFEST_NAME,
-]
 
 TINY = dict(
     model_channels=[32, 16, 16, 8, 8],
@@ -34,12 +25,6 @@ TINY = dict(
     use_fp16=True,
 )
 
-
-def manifest_entry(name: str) -> dict:
-    for path in _MANIFEST_CANDIDATES:
-        if path.is_file():
-            return json.loads(path.read_text())["checkpoints"][f"TRELLIS.2-4B/ckpts/{name}"]
-    pytest.skip(f"{_MANIFEST_NAME} not found in {[str(p) for p in _MANIFEST_CANDIDATES]}")
 
 
 def latent(seed: int = 0, batch: int = 2, side: int = 4, channels: int = 4) -> SparseTensor:
@@ -64,8 +49,8 @@ def tiny_pair(seed: int = 0) -> tuple[FlexiDualGridVaeDecoder, SparseUnetVaeDeco
     [("shape_dec_next_dc_f16c32_fp16", FlexiDualGridVaeDecoder), ("tex_dec_next_dc_f16c32_fp16", SparseUnetVaeDecoder)],
 )
 @pytest.mark.parametrize("with_block_args", [False, True])
-def test_full_size_keys_and_shapes_match_the_release(name, cls, with_block_args):
-    entry = manifest_entry(name)
+def test_full_size_keys_and_shapes_match_the_release(name, cls, with_block_args, released_checkpoint):
+    entry = released_checkpoint(f"TRELLIS.2-4B/ckpts/{name}")
     args = dict(entry["args"])
     if with_block_args:  # the released json files also carry `block_args: [{}, ...]`
         args["block_args"] = [{} for _ in args["model_channels"]]
