@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import subprocess
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +18,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_MODULES_CACHE", tempfile.mkdtemp(prefix="know3d-hf-modules-"))
 
 RELEASED_CHECKPOINTS = Path(__file__).parent / "data" / "trellis2_checkpoints.json"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+VALIDATOR_PACKAGE = REPO_ROOT / ".ci" / "node" / "node_modules" / "gltf-validator"
+VALIDATE_SCRIPT = Path(__file__).parent / "export" / "validate_gltf.js"
+VALIDATOR_INSTALL = "npm install --no-save --prefix .ci/node gltf-validator@2.0.0-dev.3.10"
 
 
 @dataclass
@@ -56,3 +63,27 @@ def released_checkpoint():
     of a released checkpoint (tests/data copy of the project's reference manifest)."""
     checkpoints = json.loads(RELEASED_CHECKPOINTS.read_text())["checkpoints"]
     return checkpoints.__getitem__
+
+
+@pytest.fixture
+def validate_glb(tmp_path) -> Callable[[bytes], dict]:
+    """Write GLB bytes under tmp_path and run the Khronos glTF validator on them; an error or warning fails the test.
+
+    Call it last in a test: without node or the validator package the test is skipped at that point.
+    """
+
+    def validate(data: bytes, name: str = "asset.glb") -> dict:
+        path = tmp_path / name
+        path.write_bytes(data)
+        node = shutil.which("node")
+        if node is None or not VALIDATOR_PACKAGE.is_dir():
+            pytest.skip(f"Khronos glTF validator not installed (needs node and `{VALIDATOR_INSTALL}`)")
+        run = subprocess.run(
+            [node, str(VALIDATE_SCRIPT), str(VALIDATOR_PACKAGE), str(path)], capture_output=True, text=True, timeout=120
+        )
+        assert run.returncode == 0, f"validator failed to run: {run.stderr}"
+        (report,) = json.loads(run.stdout)
+        assert report["numErrors"] == 0 and report["numWarnings"] == 0, f"{path.name}: {report['messages']}"
+        return report
+
+    return validate

@@ -1,0 +1,88 @@
+"""OBJ and PLY writers (via trimesh) and the format dispatcher.
+
+Both formats use the glTF axis convention (Y up: (x, y, z) -> (x, z, -y)), the same clean-up and decimation to
+`cfg.faces` as the GLB, and per-vertex normals. Colour: a writer returns one `bytes`, so an OBJ cannot carry its
+.mtl and texture files; textured assets therefore get per-vertex colours instead of baked textures, sampled from
+the PBR volume at the closest high-resolution surface point of each vertex (OBJ: the common `v x y z r g b`
+extension, no alpha; PLY: uchar red/green/blue/alpha). Metallic and roughness are not representable and dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Optional
+
+import numpy as np
+import trimesh
+
+from ..config import ExportConfig
+from ..errors import ConfigError
+from ..trellis2.representations import Asset3D
+from .bake import SurfaceAttributes
+from .glb import to_glb
+from .mesh_ops import prepare_mesh, to_gltf_frame, vertex_normals
+from .timing import timed
+
+logger = logging.getLogger(__name__)
+
+FORMATS = ("glb", "obj", "ply")
+
+
+def to_trimesh(asset: Asset3D, cfg: ExportConfig, timings: Optional[dict[str, float]] = None) -> trimesh.Trimesh:
+    """Decimated, Y-up `trimesh.Trimesh` with vertex normals and (textured assets) RGBA vertex colours."""
+    hi_vertices = asset.vertices.detach().cpu().numpy().astype(np.float64)
+    hi_faces = asset.faces.detach().cpu().numpy().astype(np.int64)
+    with timed(timings, "decimate"):
+        vertices, faces = prepare_mesh(hi_vertices, hi_faces, cfg.faces)
+    colors = None
+    if asset.textured:
+        with timed(timings, "vertex_colors"):
+            surface = SurfaceAttributes(hi_vertices, hi_faces, asset.voxel_coords, asset.voxel_attrs, asset.resolution)
+            attrs = surface.sample(vertices)  # (V, 6)
+            colors = np.rint(attrs[:, [0, 1, 2, 5]] * 255.0).astype(np.uint8)
+    normals = vertex_normals(vertices, faces)
+    return trimesh.Trimesh(
+        vertices=to_gltf_frame(vertices),
+        faces=faces,
+        vertex_normals=to_gltf_frame(normals),
+        vertex_colors=colors,
+        process=False,
+    )
+
+
+def to_obj(asset: Asset3D, cfg: ExportConfig, timings: Optional[dict[str, float]] = None) -> bytes:
+    """Wavefront OBJ bytes: positions (+ vertex colours for textured assets), normals, faces."""
+    mesh = to_trimesh(asset, cfg, timings)
+    with timed(timings, "encode"):
+        text = trimesh.exchange.obj.export_obj(
+            mesh, include_normals=True, include_color=asset.textured, include_texture=False, header="know3d"
+        )
+    return text.encode("utf-8")
+
+
+def to_ply(asset: Asset3D, cfg: ExportConfig, timings: Optional[dict[str, float]] = None) -> bytes:
+    """Binary little-endian PLY bytes with vertex normals (+ RGBA vertex colours for textured assets)."""
+    mesh = to_trimesh(asset, cfg, timings)
+    with timed(timings, "encode"):
+        return trimesh.exchange.ply.export_ply(mesh, encoding="binary", vertex_normal=True, include_attributes=False)
+
+
+def encode_mesh(
+    asset: Asset3D, cfg: ExportConfig, timings: Optional[dict[str, float]] = None
+) -> tuple[bytes, str]:
+    """Encode `asset` in `cfg.format`.
+
+    Returns:
+        (file content, extension without the dot: "glb" | "obj" | "ply").
+
+    Raises:
+        ConfigError: unknown format.
+        GenerationError: the mesh is empty after clean-up.
+    """
+    writers = {"glb": to_glb, "obj": to_obj, "ply": to_ply}
+    if cfg.format not in writers:
+        raise ConfigError(f"invalid value {cfg.format!r} for export.format; expected one of: {', '.join(FORMATS)}")
+    return writers[cfg.format](asset, cfg, timings), cfg.format
+
+
+__all__ = ["FORMATS", "encode_mesh", "to_obj", "to_ply", "to_trimesh"]
