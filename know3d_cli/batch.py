@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import traceback
@@ -16,6 +15,7 @@ from .errors import EXIT_BATCH_FAILURES, EXIT_INTERRUPTED, EXIT_OK, Know3dError
 from .io import atomic_write, ensure_writable_dir
 from .manifest import ManifestRow, read_manifest
 from .pipeline import AssetJob, Know3dPipeline
+from .preprocess import file_sha256
 from .progress import Progress
 
 logger = logging.getLogger(__name__)
@@ -108,14 +108,8 @@ def _finished(job: AssetJob, pipeline: Know3dPipeline, out: Path) -> bool:
     meta = metadata.read(out / job.id / metadata.METADATA_FILE)
     if meta is None or not job.image.is_file():
         return False
-    if meta.get("key") != pipeline.expected_key(job, _sha256(job.image)):
+    if meta.get("key") != pipeline.expected_key(job, file_sha256(job.image)):
         return False
     return all((out / job.id / name).is_file() for name in meta.get("files", []))
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()

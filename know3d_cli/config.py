@@ -93,8 +93,10 @@ class TapConfig:
 
 @dataclass
 class AdapterConfig:
-    weights: Optional[str] = None  # directory with adapter.json + adapter.safetensors (null = none)
+    weights: Optional[str] = None  # directory with <stage>.json + <stage>.safetensors per stage (null = none)
     stages: list[str] = field(default_factory=lambda: ["ss", "shape"])  # flows that get ext tokens
+    blocks: Optional[list[int]] = None  # flow blocks with an ext_attn; null = as in the adapter json (else checked)
+    pool: Optional[int] = None  # 1 | 2 (2x2 token pooling); null = as in the adapter json (else checked)
     uncond: str = "zeros"  # unconditional CFG pass sees: zeros | same (the ext tokens too)
 
 
@@ -213,6 +215,8 @@ def validate(cfg: Know3dConfig) -> None:
     for stage in cfg.adapter.stages:
         if stage not in ("ss", "shape", "tex"):
             raise ConfigError(f"invalid adapter.stages entry {stage!r}; expected ss, shape or tex")
+    if cfg.adapter.pool not in (None, 1, 2):
+        raise ConfigError(f"invalid value {cfg.adapter.pool!r} for adapter.pool; expected null, 1 or 2")
     ranges = [
         ("tap.step_frac", cfg.tap.step_frac, 0.0, 1.0),
         ("editor.steps", cfg.editor.steps, 2, 1000),

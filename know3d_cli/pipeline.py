@@ -24,7 +24,14 @@ from .config import Know3dConfig, to_container
 from .errors import ModelMissingError
 from .io import atomic_write, ensure_writable_dir
 from .progress import Progress
-from .runtime import Runtime, oom_as_error, peak_memory, reset_peak_memory, resident, resolve_runtime
+from .runtime import (
+    Runtime,
+    oom_as_error,
+    peak_memory,
+    reset_peak_memory,
+    resident,
+    resolve_runtime,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -56,8 +63,8 @@ def resolve_mode(cfg: Know3dConfig) -> tuple[str, list[str]]:
     warnings = []
     if cfg.mode == "know3d" and not cfg.adapter.weights:
         raise ModelMissingError(
-            "mode=know3d needs Know3D adapter weights: set adapter.weights=DIR (a folder with adapter.json and "
-            "adapter.safetensors), or use --mode multiview"
+            "mode=know3d needs Know3D adapter weights: set adapter.weights=DIR (a folder with <stage>.json and "
+            "<stage>.safetensors for each of adapter.stages), or use --mode multiview"
         )
     if cfg.mode == "auto":
         if cfg.adapter.weights:
@@ -70,9 +77,14 @@ def resolve_mode(cfg: Know3dConfig) -> tuple[str, list[str]]:
 
 
 def adapter_dir(cfg: Know3dConfig) -> Path:
+    """The adapter directory, checked to hold a file pair for every stage in `adapter.stages` (exit 3 if not)."""
     path = Path(str(cfg.adapter.weights)).expanduser()
-    if not (path / "adapter.json").is_file() or not (path / "adapter.safetensors").is_file():
-        raise ModelMissingError(f"Know3D adapter not found: {path} must contain adapter.json and adapter.safetensors")
+    missing = [f"{stage}.{ext}" for stage in cfg.adapter.stages for ext in ("json", "safetensors")
+               if not (path / f"{stage}.{ext}").is_file()]
+    if missing:
+        raise ModelMissingError(f"Know3D adapter not found: {path} lacks {', '.join(missing)}")
+    if not cfg.adapter.stages:
+        raise ModelMissingError("mode=know3d with adapter.stages=[] would not use the adapter; name at least one stage")
     return path
 
 
@@ -104,6 +116,16 @@ class Know3dPipeline:
         from dataclasses import replace
 
         return replace(self.cfg, mode=self.mode)
+
+    def _masker(self):
+        """The BiRefNet background remover, only when `preprocess.background=birefnet` asks for it."""
+        if "birefnet" not in self._models or self.cfg.preprocess.background != "birefnet":
+            return None
+        if "birefnet" not in self._loaded:
+            from .preprocess import BiRefNetMasker
+
+            self._loaded["birefnet"] = BiRefNetMasker(self._models["birefnet"].path, device=self.runtime.device)
+        return self._loaded["birefnet"]
 
     def _editor(self):
         if "editor" not in self._loaded:
@@ -159,8 +181,8 @@ class Know3dPipeline:
         reset_peak_memory(runtime)
 
         with self._timed("preprocess", job.id, timings):
-            birefnet = self._models["birefnet"].path if "birefnet" in self._models else None
-            prepared = prepare_image(job.image, cfg.preprocess, birefnet_path=birefnet)
+            prepared = prepare_image(job.image, cfg.preprocess, birefnet=self._masker())
+        self._release("birefnet")
 
         expanded = None
         if cfg.mllm.expand:
@@ -215,10 +237,13 @@ class Know3dPipeline:
                        for name, m in self._models.items()},
             "adapter": str(adapter_dir(cfg)) if self.mode == "know3d" else None,
             "tap": _tap_meta(tap, cfg),
-            "forwards": {"editor": tap.forwards if tap is not None else 0, "trellis2": t2.forwards},
+            "forwards": {"editor": tap.forwards if tap is not None else 0, "trellis2": t2.total_forwards,
+                         "trellis2_per_run": t2.forwards},
+            "trellis2": {"pipeline_type": t2.pipeline_type, "resolution": t2.resolution, "tokens": t2.tokens,
+                         "timings_s": t2.timings_s},
             "geometry": {"source_stage": asset.source_stage, "resolution": asset.resolution,
                          "vertices": int(asset.vertices.shape[0]), "faces": int(asset.faces.shape[0]),
-                         "textured": asset.textured, "pipeline_type": t2.pipeline_type},
+                         "textured": asset.textured},
             "timings_s": timings,
             "peak_memory": peak_memory(runtime),
             "device": str(runtime.device),

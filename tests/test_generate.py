@@ -1,0 +1,258 @@
+"""`know3d generate`, `know3d batch` and `know3d demo` end to end on the tiny random models, and the bad-input table."""
+
+from __future__ import annotations
+
+import json
+import os
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import trimesh
+from PIL import Image
+
+from know3d_cli.errors import EXIT_BATCH_FAILURES, EXIT_MISSING, EXIT_OK, EXIT_USAGE
+from know3d_cli.metadata import METADATA_FILE
+
+METADATA_FIELDS = {
+    "schema_version", "id", "key", "input", "back", "prompt", "mode", "seed", "seed_requested", "models", "adapter",
+    "tap", "forwards", "trellis2", "geometry", "timings_s", "peak_memory", "device", "dtype", "versions", "warnings",
+    "files", "config",
+}
+
+
+def tiny(root: Path, *extra: str) -> list[str]:
+    """Overrides that point every model at the session's tiny set."""
+    return ["preset=tiny", f"models.tiny_root={root}", *extra]
+
+
+def know3d(root: Path) -> list[str]:
+    return ["--mode", "know3d", f"adapter.weights={root / 'adapter'}"]
+
+
+def photo(path: Path, size: int = 96) -> Path:
+    """A blue rounded box on a white background (the threshold remover finds it)."""
+    arr = np.full((size, size, 3), 255, np.uint8)
+    arr[size // 5: 4 * size // 5, size // 4: 3 * size // 4] = (40, 80, 200)
+    Image.fromarray(arr).save(path)
+    return path
+
+
+def asset_files(out: Path) -> list[str]:
+    """Every file under `out`, relative (hidden temporary files included)."""
+    return sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()) if out.exists() else []
+
+
+def _error_line(stderr: str) -> str:
+    lines = [ln for ln in stderr.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1, stderr
+    assert "Traceback" not in stderr
+    return lines[0]
+
+
+# ------------------------------------------------------------------------------------------------ generate
+def test_generate_know3d_writes_the_complete_asset(run_cli, tiny_root, tmp_path, validate_glb):
+    image = photo(tmp_path / "mug.png")
+    out = tmp_path / "out"
+    res = run_cli("generate", image, "--back", "a zipper pocket", "--out", out, "--seed", "7", "--quiet",
+                  *know3d(tiny_root), *tiny(tiny_root))
+    assert res.code == EXIT_OK, res.stderr
+    (event,) = res.events  # stdout is exactly one JSON line
+    assert event["event"] == "asset" and event["status"] == "ok" and event["id"] == "mug"
+    asset = out / "mug"
+    assert Path(event["dir"]) == asset
+    assert sorted(os.listdir(asset)) == ["back.png", "input.png", METADATA_FILE, "model.glb"]
+
+    mesh = trimesh.load(asset / "model.glb", force="mesh")
+    assert len(mesh.faces) > 0 and len(mesh.vertices) > 0
+    assert mesh.visual.material.baseColorTexture is not None  # 1024_cascade on tiny models is textured
+    assert Image.open(asset / "input.png").mode == "RGBA"
+    assert Image.open(asset / "back.png").size[0] > 0
+
+    meta = json.loads((asset / METADATA_FILE).read_text())
+    assert METADATA_FIELDS <= set(meta)
+    assert meta["mode"] == {"requested": "know3d", "used": "know3d"}
+    assert meta["seed"] == 7 and meta["back"] == "a zipper pocket"
+    assert meta["prompt"]["editor"].endswith("a zipper pocket")
+    assert meta["geometry"]["source_stage"] == "shape" and meta["geometry"]["textured"]
+    assert meta["trellis2"]["pipeline_type"] == "1024_cascade"
+    assert meta["forwards"]["trellis2_per_run"] == {"ss": 22, "shape_lr": 21, "shape_hr": 21, "tex": 12}
+    assert meta["tap"]["step_index"] == round(0.25 * meta["config"]["editor"]["steps"])
+    assert meta["input"]["sha256"] and len(meta["input"]["sha256"]) == 64
+    assert meta["config"]["tap"]["block"] == meta["tap"]["block"]
+    assert meta["peak_memory"]["bytes"] > 0
+    assert "torch" in meta["versions"]
+    validate_glb((asset / "model.glb").read_bytes())  # last: skips where the Khronos validator is not installed
+
+
+def test_generate_same_seed_reproduces_and_modes_differ(run_cli, tiny_root, tmp_path):
+    image = photo(tmp_path / "box.png")
+    common = ["--seed", "3", "--quiet", *tiny(tiny_root, "trellis2.pipeline_type=512", "export.texture_size=64")]
+    first = run_cli("generate", image, "--out", tmp_path / "a", "--mode", "multiview", *common)
+    again = run_cli("generate", image, "--out", tmp_path / "b", "--mode", "multiview", *common)
+    plain = run_cli("generate", image, "--out", tmp_path / "c", "--mode", "trellis", *common)
+    assert first.code == again.code == plain.code == EXIT_OK, first.stderr + plain.stderr
+    glb = [(tmp_path / d / "box" / "model.glb").read_bytes() for d in "abc"]
+    assert glb[0] == glb[1]
+    assert glb[0] != glb[2]  # the back view changes the asset
+    meta_mv = json.loads((tmp_path / "a" / "box" / METADATA_FILE).read_text())
+    meta_plain = json.loads((tmp_path / "c" / "box" / METADATA_FILE).read_text())
+    # multiview: two conditional passes per step where plain TRELLIS.2 has one
+    assert meta_mv["forwards"]["trellis2_per_run"]["ss"] > meta_plain["forwards"]["trellis2_per_run"]["ss"] == 22
+    assert meta_plain["forwards"]["editor"] == 0 and not (tmp_path / "c" / "box" / "back.png").exists()
+
+
+def test_auto_mode_without_adapter_falls_back_to_multiview_and_says_so(run_cli, tiny_root, tmp_path):
+    image = photo(tmp_path / "cup.png")
+    res = run_cli("generate", image, "--out", tmp_path / "out", "--seed", "1",
+                  *tiny(tiny_root, "trellis2.pipeline_type=ss"))
+    assert res.code == EXIT_OK, res.stderr
+    assert "multiview" in res.stderr
+    meta = json.loads((tmp_path / "out" / "cup" / METADATA_FILE).read_text())
+    assert meta["mode"] == {"requested": "auto", "used": "multiview"}
+    assert any("multiview" in w for w in meta["warnings"])
+    assert meta["geometry"]["source_stage"] == "ss" and not meta["geometry"]["textured"]
+    mesh = trimesh.load(tmp_path / "out" / "cup" / "model.glb", force="mesh")
+    assert mesh.is_watertight
+
+
+def test_demo_runs_the_chain(run_cli, tiny_root, tmp_path, monkeypatch):
+    monkeypatch.setenv("KNOW3D_TINY_DIR", str(tiny_root))
+    res = run_cli("demo", "--out", tmp_path / "demo", "--quiet", "trellis2.pipeline_type=512",
+                  "export.texture_size=64")
+    assert res.code == EXIT_OK, res.stderr
+    (event,) = res.events
+    assert event["mode"] == "know3d"
+    assert "RANDOM" in res.stderr
+    assert (tmp_path / "demo" / "demo" / "model.glb").is_file()
+
+
+# ------------------------------------------------------------------------------------------------ batch
+def test_batch_isolates_failures_resumes_and_rejects_unsafe_ids(run_cli, tiny_root, tmp_path):
+    photo(tmp_path / "good.png")
+    (tmp_path / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
+    manifest = tmp_path / "assets.csv"
+    manifest.write_text("\ufeffimage,back,id,seed\ngood.png,\"a pocket, zipped\",,5\n\nmissing.png,,,\n"
+                        "corrupt.png,,,\n", encoding="utf-8")
+    out = tmp_path / "out"
+    args = ("batch", manifest, "--out", out, "--quiet", *tiny(tiny_root, "trellis2.pipeline_type=ss"))
+    res = run_cli(*args)
+    assert res.code == EXIT_BATCH_FAILURES, res.stderr
+    *items, summary = res.events
+    assert [e["status"] for e in items] == ["ok", "failed", "failed"]
+    assert summary == {**summary, "event": "summary", "total": 3, "ok": 1, "failed": 2, "skipped": 0}
+    assert "not found" in items[1]["error"] or "missing" in items[1]["error"]
+    assert items[2]["error"]
+    results = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert [r["status"] for r in results] == ["ok", "failed", "failed"]
+    meta = json.loads((out / "good" / METADATA_FILE).read_text())
+    assert meta["back"] == "a pocket, zipped" and meta["seed"] == 5
+    assert not (out / "missing").exists() and not (out / "corrupt").exists()
+
+    again = run_cli(*args)
+    assert again.code == EXIT_BATCH_FAILURES
+    assert [e["status"] for e in again.events[:-1]] == ["skipped", "failed", "failed"]
+
+    unsafe = tmp_path / "unsafe.csv"
+    unsafe.write_text("image,id\ngood.png,../escape\n", encoding="utf-8")
+    res = run_cli("batch", unsafe, "--out", out, "--quiet", *tiny(tiny_root, "trellis2.pipeline_type=ss"))
+    assert res.code == EXIT_BATCH_FAILURES
+    (item, summary) = res.events
+    assert item["status"] == "failed" and "id" in item["error"]
+    assert not (tmp_path / "escape").exists()
+
+
+# ------------------------------------------------------------------------------------------------ bad input
+def _truncated_png(path: Path) -> None:
+    photo(path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def _zero_size(path: Path) -> None:
+    # a structurally valid PNG header declaring a 0 x 0 image
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return len(body).to_bytes(4, "big") + kind + body + zlib.crc32(kind + body).to_bytes(4, "big")
+
+    ihdr = (0).to_bytes(4, "big") + (0).to_bytes(4, "big") + bytes([8, 2, 0, 0, 0])
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) +
+                     chunk(b"IEND", b""))
+
+
+def _transparent(path: Path) -> None:
+    Image.new("RGBA", (64, 64), (255, 0, 0, 0)).save(path)
+
+
+def _huge(path: Path) -> None:
+    Image.new("RGB", (64, 64), (255, 255, 255)).save(path)  # large for the lowered limit below
+
+
+def _directory(path: Path) -> None:
+    path.mkdir()
+
+
+def _text(path: Path) -> None:
+    path.write_text("not an image at all\n")
+
+
+BAD_INPUTS = [
+    # (case, make the input or None, extra overrides, exit code, words the one-line error must contain)
+    ("missing file", None, [], EXIT_MISSING, "not found"),
+    ("directory", _directory, [], EXIT_MISSING, "directory"),
+    ("non-image file", _text, [], EXIT_MISSING, "image"),
+    ("truncated png", _truncated_png, [], EXIT_MISSING, "truncated"),
+    ("zero-size image", _zero_size, [], EXIT_MISSING, "image"),
+    ("huge image", _huge, ["preprocess.max_pixels=1000"], EXIT_MISSING, "pixels"),
+    ("fully transparent", _transparent, [], EXIT_MISSING, "foreground"),
+    ("unknown override key", photo, ["export.fces=10"], EXIT_USAGE, "fces"),
+    ("invalid override value", photo, ["export.texture_size=big"], EXIT_USAGE, "texture_size"),
+    ("missing model dir", photo, ["models.tiny_root=/nonexistent/know3d"], EXIT_MISSING, "not found"),
+    ("know3d without adapter", photo, ["mode=know3d"], EXIT_MISSING, "adapter"),
+]
+
+
+@pytest.mark.parametrize("case,make,extra,code,needle", BAD_INPUTS, ids=[c[0] for c in BAD_INPUTS])
+def test_bad_input_is_one_line_with_exit_code_and_no_output(run_cli, tiny_root, tmp_path, case, make, extra, code,
+                                                            needle):
+    image = tmp_path / "in.png"
+    if make is not None:
+        make(image)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("already here")  # nothing already written is lost
+    overrides = tiny(tiny_root)
+    if any(e.startswith("models.tiny_root=") for e in extra):
+        overrides = ["preset=tiny"]
+    res = run_cli("generate", image, "--out", out, *overrides, *extra)
+    assert res.code == code, res.stderr
+    assert needle.lower() in _error_line(res.stderr).lower()
+    assert res.stdout == "" or all(e["status"] == "failed" for e in res.events)
+    assert asset_files(out) == ["keep.txt"]
+
+
+def test_unwritable_output_dir_is_usage_error(run_cli, tiny_root, tmp_path):
+    if os.geteuid() == 0:
+        blocker = tmp_path / "file"
+        blocker.write_text("x")
+        out = blocker / "out"  # a path under a regular file can never be created, even by root
+    else:
+        out = tmp_path / "ro"
+        out.mkdir(mode=0o500)
+    image = photo(tmp_path / "mug.png")
+    res = run_cli("generate", image, "--out", out, *tiny(tiny_root, "trellis2.pipeline_type=ss"))
+    assert res.code == EXIT_USAGE, res.stderr
+    assert "output" in _error_line(res.stderr)
+
+
+def test_failed_run_keeps_the_previous_finished_asset(run_cli, tiny_root, tmp_path):
+    image = photo(tmp_path / "mug.png")
+    out = tmp_path / "out"
+    ok = run_cli("generate", image, "--out", out, "--quiet", *tiny(tiny_root, "trellis2.pipeline_type=ss"))
+    assert ok.code == EXIT_OK
+    before = {name: (out / "mug" / name).read_bytes() for name in os.listdir(out / "mug")}
+    _transparent(image)
+    failed = run_cli("generate", image, "--out", out, *tiny(tiny_root, "trellis2.pipeline_type=ss"))
+    assert failed.code == EXIT_MISSING
+    after = {name: (out / "mug" / name).read_bytes() for name in os.listdir(out / "mug")}
+    assert after == before
