@@ -1,0 +1,24 @@
+"""The GPU benchmark script runs end to end (tiny networks on the CPU), so it is ready for a GPU machine."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_gpu.py"
+
+
+def test_bench_gpu_smoke_reports_every_stage(tmp_path):
+    out = tmp_path / "bench.json"
+    run = subprocess.run([sys.executable, str(SCRIPT), "--smoke", "--device", "cpu", "--repeat", "1", "--json",
+                          str(out)], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    report = json.loads(out.read_text())
+    results = report["results"]
+    assert results["ss_sampling"]["forwards"] == 22
+    assert results["shape_512_sampling"]["forwards"] == results["shape_1024_sampling"]["forwards"] == 21
+    assert results["tex_1024_sampling"]["forwards"] == 12
+    assert results["shape_decoder"]["voxels"] > 0
+    assert report["total_seconds"] > 0 and report["smoke"] is True
