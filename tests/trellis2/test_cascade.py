@@ -1,7 +1,10 @@
 import torch
 
 from know3d_cli.trellis2.cascade import (
-    LatentNormalization, cap_resolution, occupancy_coords, quantize_coords,
+    LatentNormalization,
+    cap_resolution,
+    occupancy_coords,
+    quantize_coords,
 )
 
 

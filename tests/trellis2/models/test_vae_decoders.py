@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -13,7 +12,6 @@ from know3d_cli.trellis2.models.sparse_c2s_block import SparseResBlockC2S3d
 from know3d_cli.trellis2.models.sparse_convnext_block import SparseConvNeXtBlock3d
 from know3d_cli.trellis2.models.sparse_unet_vae_decoder import SparseUnetVaeDecoder
 from know3d_cli.trellis2.sparse import SparseTensor, SubMConv3d
-
 
 TINY = dict(
     model_channels=[32, 16, 16, 8, 8],
