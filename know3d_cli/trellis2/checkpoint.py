@@ -90,16 +90,25 @@ def weights_path(stem: Path) -> Path:
     return Path(f"{stem}.safetensors")
 
 
-def read_checkpoint_json(stem: Path) -> CheckpointConfig:
-    """Read `<stem>.json`. Missing file -> `ModelMissingError`; malformed -> `CheckpointError`."""
-    path = json_path(Path(stem))
+def read_json_object(path: Path, missing: str) -> dict[str, Any]:
+    """A model folder's JSON file as a dict. Missing -> `ModelMissingError(missing)`; not a JSON object ->
+    `CheckpointError`."""
     if not path.is_file():
-        raise ModelMissingError(f"checkpoint config {path} not found")
+        raise ModelMissingError(missing)
     try:
         data = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise CheckpointError(f"{path} is not valid JSON: {exc}") from exc
-    if not isinstance(data, dict) or not isinstance(data.get("name"), str):
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path}: expected a JSON object")
+    return data
+
+
+def read_checkpoint_json(stem: Path) -> CheckpointConfig:
+    """Read `<stem>.json`. Missing file -> `ModelMissingError`; malformed -> `CheckpointError`."""
+    path = json_path(Path(stem))
+    data = read_json_object(path, f"checkpoint config {path} not found")
+    if not isinstance(data.get("name"), str):
         raise CheckpointError(f"{path}: expected an object with a string 'name' (the network class)")
     args = data.get("args", {})
     if not isinstance(args, dict):
@@ -350,6 +359,7 @@ __all__ = [
     "load_model",
     "model_classes",
     "read_checkpoint_json",
+    "read_json_object",
     "save_adapter",
     "save_checkpoint",
 ]

@@ -10,7 +10,6 @@ folder (`resolve_checkpoint`).
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from collections.abc import Mapping
@@ -20,6 +19,7 @@ from types import MappingProxyType
 from typing import Any
 
 from ..errors import CheckpointError, ModelMissingError
+from .checkpoint import read_json_object
 from .sampler import SamplerSettings
 
 logger = logging.getLogger(__name__)
@@ -107,15 +107,8 @@ def read_pipeline_json(model_dir: Path) -> PipelineSpec:
     """Parse `model_dir/pipeline.json`. Missing file -> `ModelMissingError`; a malformed or incomplete file ->
     `CheckpointError` naming the key."""
     path = Path(model_dir) / PIPELINE_JSON
-    if not path.is_file():
-        raise ModelMissingError(f"{path} not found; is {model_dir} a TRELLIS.2 model folder?")
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise CheckpointError(f"{path} is not valid JSON: {exc}") from exc
+    data = read_json_object(path, f"{path} not found; is {model_dir} a TRELLIS.2 model folder?")
     reader = _Reader(path)
-    if not isinstance(data, dict):
-        raise CheckpointError(f"{path}: expected a JSON object")
     name = data.get("name")
     if name != PIPELINE_NAME:
         logger.warning("%s names pipeline %r, expected %r; reading it anyway", path, name, PIPELINE_NAME)

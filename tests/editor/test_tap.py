@@ -28,13 +28,7 @@ TAP = TapConfig(block=1, step_frac=0.25, tokens="target")
 PROMPT = "Show the reverse side of the subject as seen from rotating the camera 180 degrees. a zip pocket"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny matrices gain nothing from threads, and OpenMP threads slow down 40x on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

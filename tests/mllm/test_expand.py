@@ -19,12 +19,7 @@ from know3d_cli.tiny.mllm import write_tiny_mllm  # noqa: E402
 CPU = Runtime(torch.device("cpu"), torch.float32, "none", False, "auto", "auto")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
