@@ -103,3 +103,45 @@ def test_safetensors_truncation_detected(tmp_path):
     data = path.read_bytes()
     path.write_bytes(data[:-40])
     assert "truncated" in _check_safetensors(path, path.stat().st_size)
+
+
+class FakeHub:
+    """Stands in for `huggingface_hub.snapshot_download`: records calls, serves only what was "downloaded"."""
+
+    def __init__(self, root):
+        self.root, self.calls = root, []
+
+    def __call__(self, repo_id, revision=None, allow_patterns=None, cache_dir=None, local_files_only=False):
+        from huggingface_hub.errors import LocalEntryNotFoundError
+
+        self.calls.append({"repo": repo_id, "patterns": allow_patterns, "local_only": local_files_only})
+        folder = self.root / repo_id.replace("/", "--") / "snapshots" / "abc123"
+        if local_files_only and not folder.is_dir():
+            raise LocalEntryNotFoundError(f"{repo_id} not in the cache")
+        folder.mkdir(parents=True, exist_ok=True)
+        return str(folder)
+
+
+def test_models_pull_fetches_only_the_needed_files(run_cli, tmp_path, monkeypatch):
+    import huggingface_hub
+
+    hub = FakeHub(tmp_path)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", hub)
+    res = run_cli("models", "pull", "ss_decoder", "trellis2", "--quiet")
+    assert res.code == 0, res.stderr
+    assert [e["name"] for e in res.events] == ["ss_decoder", "trellis2"]
+    first = hub.calls[0]
+    assert first == {"repo": "microsoft/TRELLIS-image-large", "patterns": ["ckpts/ss_dec_conv3d_16l8_fp16.*"],
+                     "local_only": False}
+    assert res.events[0]["revision"] == "abc123"
+
+
+def test_generation_never_downloads_unless_allowed(run_cli, tmp_path, monkeypatch):
+    import huggingface_hub
+
+    hub = FakeHub(tmp_path)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", hub)
+    res = run_cli("generate", tmp_path / "x.png", "--out", tmp_path / "out")
+    assert res.code == EXIT_MISSING
+    assert hub.calls and all(call["local_only"] for call in hub.calls)
+    assert "know3d models pull" in _one_error_line(res.stderr)

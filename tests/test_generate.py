@@ -52,7 +52,8 @@ def _error_line(stderr: str) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ generate
-def test_generate_know3d_writes_the_complete_asset(run_cli, tiny_root, tmp_path, validate_glb):
+def test_generate_know3d_writes_the_complete_asset(run_cli, tiny_root, tmp_path, validate_glb, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # Hydra must not create outputs/<date> or .hydra folders in the working dir
     image = photo(tmp_path / "mug.png")
     out = tmp_path / "out"
     res = run_cli("generate", image, "--back", "a zipper pocket", "--out", out, "--seed", "7", "--quiet",
@@ -63,6 +64,7 @@ def test_generate_know3d_writes_the_complete_asset(run_cli, tiny_root, tmp_path,
     asset = out / "mug"
     assert Path(event["dir"]) == asset
     assert sorted(os.listdir(asset)) == ["back.png", "input.png", METADATA_FILE, "model.glb"]
+    assert sorted(os.listdir(tmp_path)) == ["mug.png", "out"]
 
     mesh = trimesh.load(asset / "model.glb", force="mesh")
     assert len(mesh.faces) > 0 and len(mesh.vertices) > 0
@@ -161,6 +163,30 @@ def test_batch_isolates_failures_resumes_and_rejects_unsafe_ids(run_cli, tiny_ro
     (item, summary) = res.events
     assert item["status"] == "failed" and "id" in item["error"]
     assert not (tmp_path / "escape").exists()
+
+
+def test_batch_interrupted_writes_summary_and_exits_130(run_cli, tiny_root, tmp_path, monkeypatch):
+    from know3d_cli.pipeline import Know3dPipeline
+
+    for name in ("a", "b", "c"):
+        photo(tmp_path / f"{name}.png")
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("image\na.png\nb.png\nc.png\n", encoding="utf-8")
+    real_run = Know3dPipeline.run
+
+    def run_then_interrupt(self, job, out_root):
+        if job.id == "b":
+            raise KeyboardInterrupt
+        return real_run(self, job, out_root)
+
+    monkeypatch.setattr(Know3dPipeline, "run", run_then_interrupt)
+    out = tmp_path / "out"
+    res = run_cli("batch", manifest, "--out", out, "--quiet", *tiny(tiny_root, "trellis2.pipeline_type=ss"))
+    assert res.code == 130
+    item, summary = res.events
+    assert item["id"] == "a" and item["status"] == "ok"
+    assert summary["event"] == "summary" and summary["interrupted"] is True and summary["ok"] == 1
+    assert (out / "a" / METADATA_FILE).is_file() and not (out / "b").exists() and not (out / "c").exists()
 
 
 # ------------------------------------------------------------------------------------------------ bad input
