@@ -158,7 +158,7 @@ def _load_lora(pipe: EditorPipeline, lora: str, weight: float) -> None:
     try:
         import peft  # noqa: F401  (diffusers needs it for LoRA)
     except ImportError as exc:
-        raise BackendUnavailable(f"editor.lora={lora} needs the `peft` package: pip install peft") from exc
+        raise BackendUnavailable(f"editor.lora={lora} needs the `peft` package: pip install 'know3d[lora]'") from exc
     local = Path(lora).expanduser()
     if local.is_file():
         source, kwargs = str(local.parent), {"weight_name": local.name}
