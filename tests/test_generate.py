@@ -189,6 +189,23 @@ def test_batch_interrupted_writes_summary_and_exits_130(run_cli, tiny_root, tmp_
     assert (out / "a" / METADATA_FILE).is_file() and not (out / "b").exists() and not (out / "c").exists()
 
 
+def test_out_of_memory_is_exit_4_with_a_hint(run_cli, tiny_root, tmp_path, monkeypatch):
+    import torch
+
+    from know3d_cli.trellis2 import Trellis2Generator
+
+    def out_of_memory(self, *args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+    monkeypatch.setattr(Trellis2Generator, "generate", out_of_memory)
+    out = tmp_path / "out"
+    res = run_cli("generate", photo(tmp_path / "mug.png"), "--out", out, "--mode", "trellis", *tiny(tiny_root))
+    assert res.code == 4
+    line = _error_line(res.stderr)
+    assert "out of GPU memory" in line and "offload" in line
+    assert asset_files(out) == []
+
+
 # ------------------------------------------------------------------------------------------------ bad input
 def _truncated_png(path: Path) -> None:
     photo(path)
