@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import shutil
@@ -15,7 +16,9 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # remote-code modules (BiRefNet tests) are copied here instead of the user's ~/.cache
-os.environ.setdefault("HF_MODULES_CACHE", tempfile.mkdtemp(prefix="know3d-hf-modules-"))
+if "HF_MODULES_CACHE" not in os.environ:
+    os.environ["HF_MODULES_CACHE"] = tempfile.mkdtemp(prefix="know3d-hf-modules-")
+    atexit.register(shutil.rmtree, os.environ["HF_MODULES_CACHE"], ignore_errors=True)
 
 RELEASED_CHECKPOINTS = Path(__file__).parent / "data" / "trellis2_checkpoints.json"
 REPO_ROOT = Path(__file__).resolve().parents[1]
