@@ -212,7 +212,8 @@ class Know3dPipeline:
             trellis = self._trellis()
             back_view = tap.preview if (self.mode == "multiview" and tap is not None) else None
             ext_tokens = tap.hidden if self.mode == "know3d" and tap is not None else None
-            asset, t2 = trellis.generate(prepared.image, back_view=back_view, ext_tokens=ext_tokens, seed=seed)
+            asset, t2 = trellis.generate(prepared.image, back_view=back_view, ext_tokens=ext_tokens, seed=seed,
+                                         on_stage=self.progress.note)
             warnings += t2.warnings
         self._release("trellis2")
 

@@ -51,9 +51,19 @@ class Progress:
         logger.debug("stage %s %s", name, asset)
         task = None
         if self._rich is not None:
-            task = self._rich.add_task(f"{asset} {name}".strip(), total=None)
+            description = f"{asset} {name}".strip()
+            task = self._rich.add_task(description, total=None)
+            self._stage = (task, description)
         try:
             yield
         finally:
+            self._stage = None
             if task is not None and self._rich is not None:
                 self._rich.remove_task(task)
+
+    def note(self, detail: str) -> None:
+        """Show what the running stage is doing now (e.g. TRELLIS.2's "shape" sub-stage)."""
+        logger.debug("  %s", detail)
+        if self._rich is not None and self._stage is not None:
+            task, description = self._stage
+            self._rich.update(task, description=f"{description}: {detail}")

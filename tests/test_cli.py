@@ -145,3 +145,19 @@ def test_generation_never_downloads_unless_allowed(run_cli, tmp_path, monkeypatc
     assert res.code == EXIT_MISSING
     assert hub.calls and all(call["local_only"] for call in hub.calls)
     assert "know3d models pull" in _one_error_line(res.stderr)
+
+
+def test_progress_notes_update_the_running_stage(monkeypatch):
+    import sys
+
+    from know3d_cli.progress import Progress
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+    with Progress() as progress:
+        with progress.stage("trellis2", "mug"):
+            progress.note("shape")
+            (task,) = progress._rich.tasks
+            assert task.description == "mug trellis2: shape"
+        assert not progress._rich.tasks
+        progress.note("ignored outside a stage")
+    assert not Progress(enabled=False).enabled
