@@ -218,7 +218,8 @@ class Know3dPipeline:
         self._release("trellis2")
 
         with self._timed("export", job.id, timings):
-            mesh_bytes, extension = encode_mesh(asset, cfg.export)
+            export_timings: dict[str, float] = {}
+            mesh_bytes, extension = encode_mesh(asset, cfg.export, export_timings)
             files: dict[str, bytes] = {f"model.{extension}": mesh_bytes, "input.png": _png(prepared.rgba)}
             if tap is not None and tap.preview is not None and cfg.preview != "none":
                 files["back.png"] = _png(tap.preview)
@@ -241,7 +242,8 @@ class Know3dPipeline:
             "forwards": {"editor": tap.forwards if tap is not None else 0, "trellis2": t2.total_forwards,
                          "trellis2_per_run": t2.forwards},
             "trellis2": {"pipeline_type": t2.pipeline_type, "resolution": t2.resolution, "tokens": t2.tokens,
-                         "timings_s": t2.timings_s},
+                         "timings_s": _rounded(t2.timings_s)},
+            "export": {"format": extension, "timings_s": _rounded(export_timings)},
             "geometry": {"source_stage": asset.source_stage, "resolution": asset.resolution,
                          "vertices": int(asset.vertices.shape[0]), "faces": int(asset.faces.shape[0]),
                          "textured": asset.textured},
@@ -282,6 +284,10 @@ def _tap_meta(tap, cfg: Know3dConfig) -> dict[str, Any] | None:
     return {"block": cfg.tap.block, "step_frac": cfg.tap.step_frac, "step_index": tap.step_index,
             "timestep": tap.timestep, "sigma": tap.sigma, "grid": list(tap.grid), "tokens": cfg.tap.tokens,
             "shape": list(tap.hidden.shape)}
+
+
+def _rounded(timings: dict[str, float]) -> dict[str, float]:
+    return {step: round(seconds, 4) for step, seconds in timings.items()}
 
 
 def _png(image: Image.Image) -> bytes:

@@ -17,7 +17,7 @@ from know3d_cli.metadata import METADATA_FILE
 
 METADATA_FIELDS = {
     "schema_version", "id", "key", "input", "back", "prompt", "mode", "seed", "seed_requested", "models", "adapter",
-    "tap", "forwards", "trellis2", "geometry", "timings_s", "peak_memory", "device", "dtype", "versions", "warnings",
+    "tap", "forwards", "trellis2", "export", "geometry", "timings_s", "peak_memory", "device", "dtype", "versions", "warnings",
     "files", "config",
 }
 
@@ -79,6 +79,8 @@ def test_generate_know3d_writes_the_complete_asset(run_cli, tiny_root, tmp_path,
     assert meta["prompt"]["editor"].endswith("a zipper pocket")
     assert meta["geometry"]["source_stage"] == "shape" and meta["geometry"]["textured"]
     assert meta["trellis2"]["pipeline_type"] == "1024_cascade"
+    assert {"ss", "shape", "tex", "decode"} <= set(meta["trellis2"]["timings_s"])
+    assert {"decimate", "uv_unwrap", "rasterize", "encode"} <= set(meta["export"]["timings_s"])
     assert meta["forwards"]["trellis2_per_run"] == {"ss": 22, "shape_lr": 21, "shape_hr": 21, "tex": 12}
     assert meta["tap"]["step_index"] == round(0.25 * meta["config"]["editor"]["steps"])
     assert meta["input"]["sha256"] and len(meta["input"]["sha256"]) == 64

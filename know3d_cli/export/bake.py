@@ -18,7 +18,7 @@ import torch
 from ..trellis2.mesh.grid_sample import VoxelIndex, grid_sample_3d
 from .closest_point import ClosestPointQuery
 from .rasterize import rasterize_triangles
-from .timing import timed
+from ..timing import timed
 from .uv_atlas import UVAtlas
 
 logger = logging.getLogger(__name__)

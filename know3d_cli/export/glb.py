@@ -22,7 +22,7 @@ from ..errors import ConfigError
 from ..trellis2.representations import Asset3D
 from .bake import SurfaceAttributes, bake_pbr_textures
 from .mesh_ops import prepare_mesh, to_gltf_frame, vertex_normals
-from .timing import timed
+from ..timing import timed
 from .uv_atlas import unwrap_uv
 
 logger = logging.getLogger(__name__)

@@ -21,7 +21,7 @@ from ..trellis2.representations import Asset3D
 from .bake import SurfaceAttributes
 from .glb import to_glb
 from .mesh_ops import prepare_mesh, to_gltf_frame, vertex_normals
-from .timing import timed
+from ..timing import timed
 
 logger = logging.getLogger(__name__)
 

@@ -13,7 +13,6 @@ the stages in `adapter.stages` through their adapters.
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
@@ -24,6 +23,7 @@ from PIL import Image
 from ..config import AdapterConfig, SamplerConfig, Trellis2Config
 from ..errors import ConfigError, GenerationError
 from ..runtime import Runtime
+from ..timing import timed
 from .cascade import (
     PIPELINE_TYPES,
     LatentNormalization,
@@ -145,12 +145,12 @@ class Trellis2Generator:
         notify = on_stage or (lambda stage: None)
 
         notify("ss")
-        with _clock(stats, "condition"):
+        with timed(stats.timings_s, "condition"):
             cond_lr = self._encode(views, COND_LR)
-        with _clock(stats, "ss"):
+        with timed(stats.timings_s, "ss"):
             logits = self._sparse_structure(cond_lr, ext_tokens, generator, stats)
         if self.pipeline_type == SS_ONLY:
-            with _clock(stats, "mesh"):
+            with timed(stats.timings_s, "mesh"):
                 vertices, faces = occupancy_to_mesh(logits[0, 0])
             return Asset3D(vertices, faces, source_stage="ss", resolution=SS_GRID), stats
 
@@ -164,7 +164,7 @@ class Trellis2Generator:
         cond_hr = None if self.pipeline_type == "512" else self._encode(views, COND_HR)
 
         notify("shape")
-        with _clock(stats, "shape"):
+        with timed(stats.timings_s, "shape"):
             if cascade:
                 lr_slat = self._shape_latent("shape_slat_flow_model_512", coords, cond_lr, ext_tokens, generator,
                                              stats, "shape_lr")
@@ -178,13 +178,13 @@ class Trellis2Generator:
                 slat = self._shape_latent(role, coords, cond, ext_tokens, generator, stats, "shape")
 
         notify("tex")
-        with _clock(stats, "tex"):
+        with timed(stats.timings_s, "tex"):
             tex_role = "tex_slat_flow_model_512" if self.pipeline_type == "512" else "tex_slat_flow_model_1024"
             tex_cond = cond_lr if self.pipeline_type == "512" else cond_hr
             tex_slat = self._texture_latent(tex_role, slat, tex_cond, ext_tokens, generator, stats)
 
         notify("decode")
-        with _clock(stats, "decode"):
+        with timed(stats.timings_s, "decode"):
             asset = self._decode(slat, tex_slat, resolution, stats)
         stats.resolution = resolution
         return asset, stats
@@ -363,20 +363,6 @@ def _override(settings: SamplerSettings, cfg: SamplerConfig, key: str) -> Sample
 
 def _normalization(spec: NormalizationSpec) -> LatentNormalization:
     return LatentNormalization(torch.tensor(spec.mean), torch.tensor(spec.std))
-
-
-class _clock:
-    """Adds the seconds of a block to `stats.timings_s[name]`."""
-
-    def __init__(self, stats: Trellis2Stats, name: str):
-        self.stats, self.name = stats, name
-
-    def __enter__(self) -> None:
-        self.start = time.perf_counter()
-
-    def __exit__(self, *exc: object) -> None:
-        elapsed = time.perf_counter() - self.start
-        self.stats.timings_s[self.name] = round(self.stats.timings_s.get(self.name, 0.0) + elapsed, 4)
 
 
 __all__ = ["SS_ONLY", "Trellis2Generator", "Trellis2Stats"]

@@ -1,4 +1,4 @@
-"""Per-step wall-clock timing for the export chain (reported in metadata and by the benchmark)."""
+"""Per-step wall-clock timing (TRELLIS.2 stages and export steps, reported in metadata and by the benchmarks)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ def timed(timings: Optional[dict[str, float]], step: str) -> Iterator[None]:
         yield
     finally:
         elapsed = time.perf_counter() - start
-        logger.debug("export %s: %.2f s", step, elapsed)
+        logger.debug("%s: %.2f s", step, elapsed)
         if timings is not None:
             timings[step] = timings.get(step, 0.0) + elapsed
 
