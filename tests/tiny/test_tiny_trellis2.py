@@ -13,14 +13,21 @@ from safetensors import safe_open
 from scipy import ndimage
 
 from know3d_cli.tiny.trellis2 import (
+    SHAPE_DECODER_NAME,
     SS_DECODER_NAME,
+    TEX_DECODER_NAME,
+    TINY_MODEL_CHANNELS,
+    TINY_NUM_BLOCKS,
     TINY_SS_OCCUPANCY,
+    decoder_args,
+    dit_args,
     released_models_map,
+    ss_decoder_args,
     tiny_ss_decoder,
     write_tiny_trellis2,
 )
 from know3d_cli.trellis2.checkpoint import load_model
-from know3d_cli.trellis2.pipeline_spec import read_pipeline_json
+from know3d_cli.trellis2.pipeline_spec import MODEL_KEYS, read_pipeline_json
 
 
 @pytest.fixture(scope="module")
@@ -87,3 +94,131 @@ def test_ss_decoder_makes_one_central_blob(folders):
 def test_shaped_decoder_is_deterministic():
     a, b = tiny_ss_decoder(seed=3), tiny_ss_decoder(seed=3)
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+# -------------------------------------------------------------------------------------------------- more
+DIT_ROLES = [role for role in MODEL_KEYS if "flow_model" in role]
+
+
+def _manifest_key(path: str) -> str:
+    return path.removeprefix("microsoft/") if path.startswith("microsoft/") else f"TRELLIS.2-4B/{path}"
+
+
+def test_released_models_map_names():
+    models = released_models_map()
+    assert set(models) == set(MODEL_KEYS)
+    assert models["sparse_structure_decoder"] == f"microsoft/TRELLIS-image-large/ckpts/{SS_DECODER_NAME}"
+    assert models["shape_slat_decoder"] == f"ckpts/{SHAPE_DECODER_NAME}"
+    assert models["tex_slat_decoder"] == f"ckpts/{TEX_DECODER_NAME}"
+    assert models["sparse_structure_flow_model"] == "ckpts/ss_flow_img_dit_1_3B_64_bf16"
+    assert models["shape_slat_flow_model_1024"] == "ckpts/slat_flow_img2shape_dit_1_3B_1024_bf16"
+    assert models["tex_slat_flow_model_512"] == "ckpts/slat_flow_imgshape2tex_dit_1_3B_512_bf16"
+
+
+def test_args_keys_are_the_released_keys(released_checkpoint):
+    models = released_models_map()
+    for role in DIT_ROLES:
+        released = released_checkpoint(_manifest_key(models[role]))["args"]
+        tiny = dit_args(role)
+        # the tiny jsons add the block dtype the released jsons leave to the stored tensors
+        assert set(tiny) - set(released) == {"dtype"} and set(released) <= set(tiny), role
+        assert tiny["num_blocks"] == TINY_NUM_BLOCKS and tiny["model_channels"] == TINY_MODEL_CHANNELS
+        for key in ("in_channels", "out_channels", "resolution", "pe_mode", "share_mod", "qk_rms_norm"):
+            assert tiny[key] == released[key], (role, key)
+    for role, args in (("shape_slat_decoder", decoder_args(True)), ("tex_slat_decoder", decoder_args(False)),
+                       ("sparse_structure_decoder", ss_decoder_args())):
+        released = released_checkpoint(_manifest_key(models[role]))["args"]
+        assert set(args) == set(released), role
+        assert args["use_fp16"] is True and released["use_fp16"] is True
+        assert args["latent_channels"] == released["latent_channels"], role
+
+
+def test_tiny_keys_are_released_keys_up_to_block_count(folders, released_checkpoint):
+    trellis, large = folders
+    spec = read_pipeline_json(trellis)
+    for role, path in released_models_map().items():
+        stem = spec.checkpoint(role, trellis, large)
+        released = set(released_checkpoint(_manifest_key(path))["tensors"])
+        with safe_open(f"{stem}.safetensors", framework="pt") as f:
+            tiny = set(f.keys())
+        extra = _shape_of_keys(tiny) - _shape_of_keys(released)
+        assert not extra, (role, sorted(extra)[:5])
+        assert len(tiny) <= len(released), role
+        # block-free keys (embedders, input/output layers) are exactly the released ones
+        plain = {k for k in released if not re.search(r"\.\d+\.", k)}
+        assert plain == {k for k in tiny if not re.search(r"\.\d+\.", k)}, role
+
+
+def test_every_stored_dtype(folders):
+    trellis, large = folders
+    models = released_models_map()
+    for role in MODEL_KEYS:
+        if role == "sparse_structure_decoder":
+            continue
+        expected = {"BF16"} if role in DIT_ROLES else {"F16"}
+        assert _dtypes(trellis / f"{models[role]}.safetensors") == expected, role
+    with safe_open(str(large / "ckpts" / f"{SS_DECODER_NAME}.safetensors"), framework="pt") as f:
+        for key in f.keys():
+            dtype = f.get_slice(key).get_dtype()
+            block_conv = key.startswith(("middle_block.", "blocks.")) and (".conv" in key)
+            assert dtype == ("F16" if block_conv else "F32"), key
+
+
+def test_every_tiny_checkpoint_loads_strictly(folders):
+    trellis, large = folders
+    spec = read_pipeline_json(trellis)
+    for role in MODEL_KEYS:
+        stem = spec.checkpoint(role, trellis, large)
+        model = load_model(stem, precision="reference")
+        assert json.loads(Path(f"{stem}.json").read_text())["name"] == type(model).__name__
+        low = {p.dtype for p in model.parameters()} - {torch.float32}
+        assert low == ({torch.bfloat16} if role in DIT_ROLES else {torch.float16}), role
+
+
+def test_whole_folders_are_deterministic_idempotent_and_seeded(folders, tmp_path):
+    trellis, large = folders
+
+    def files(*roots):  # both folders sit side by side under one root
+        return {p.relative_to(root.parent): p for root in roots for p in root.rglob("*") if p.is_file()}
+
+    before = {rel: (p.stat().st_mtime_ns, p.read_bytes()) for rel, p in files(trellis, large).items()}
+    assert write_tiny_trellis2(trellis.parent, seed=0, cond_channels=32) == (trellis, large)
+    after = {rel: (p.stat().st_mtime_ns, p.read_bytes()) for rel, p in files(trellis, large).items()}
+    assert after == before  # nothing rewritten
+    again = write_tiny_trellis2(tmp_path / "again", seed=0, cond_channels=32)
+    copies = {rel: p.read_bytes() for rel, p in files(*again).items()}
+    weights = [rel for rel in before if rel.suffix in (".safetensors", ".json")]
+    assert len(weights) >= 17  # 8 pairs + pipeline.json
+    for rel in weights:
+        assert copies[rel] == before[rel][1], rel
+    other = write_tiny_trellis2(tmp_path / "other", seed=1, cond_channels=32)
+    name = f"ckpts/{SHAPE_DECODER_NAME}.safetensors"
+    assert (other[0] / name).read_bytes() != (trellis / name).read_bytes()
+
+
+def test_cond_channels_change_rewrites(tmp_path):
+    root = tmp_path / "root"
+    trellis, _ = write_tiny_trellis2(root, seed=0, cond_channels=32)
+    write_tiny_trellis2(root, seed=0, cond_channels=16)
+    for role in DIT_ROLES:
+        stem = trellis / released_models_map()[role]
+        assert json.loads(Path(f"{stem}.json").read_text())["args"]["cond_channels"] == 16
+        load_model(stem, precision="fp32")
+
+
+def test_ss_decoder_blob_on_several_latents(folders):
+    _, large = folders
+    decoder = load_model(large / "ckpts" / SS_DECODER_NAME, precision="fp32")
+    generator = torch.Generator().manual_seed(123)
+    with torch.no_grad():
+        logits = decoder(torch.randn(3, 8, 16, 16, 16, generator=generator))
+    assert logits.shape == (3, 1, 64, 64, 64)
+    for occupied in (logits[:, 0] > 0).numpy():
+        assert TINY_SS_OCCUPANCY / 2 < occupied.mean() < TINY_SS_OCCUPANCY * 2
+        labels, count = ndimage.label(occupied)
+        assert count == 1
+        border = np.zeros_like(occupied)
+        border[[0, -1]] = border[:, [0, -1]] = border[:, :, [0, -1]] = True
+        assert not (occupied & border).any()
+        # hole-free: filling holes adds nothing
+        assert (ndimage.binary_fill_holes(occupied) == occupied).all()
