@@ -184,14 +184,14 @@ def load_adapter(
     `dtype` is the dtype of the adapter's attention Linears (that of the flow model blocks it plugs into); the
     projector, norms and gammas stay fp32 (`Know3dAdapter.apply_precision_policy`).
     """
-    directory = Path(directory)
-    if not directory.is_dir():
-        raise ModelMissingError(f"adapter directory {directory} not found")
+    stem = adapter_stem(Path(directory), stage)  # an unknown stage is a config error, whatever is on disk
+    if not stem.parent.is_dir():
+        raise ModelMissingError(f"adapter directory {stem.parent} not found")
 
     def policy(model: nn.Module, config: CheckpointConfig, header: Mapping[str, _Stored]) -> None:
         model.apply_precision_policy(dtype)
 
-    return _load(adapter_stem(directory, stage), adapter_classes(), device, policy)
+    return _load(stem, adapter_classes(), device, policy)
 
 
 @dataclass(frozen=True)

@@ -222,3 +222,62 @@ def test_ss_decoder_blob_on_several_latents(folders):
         assert not (occupied & border).any()
         # hole-free: filling holes adds nothing
         assert (ndimage.binary_fill_holes(occupied) == occupied).all()
+
+
+def test_tiny_tensor_ranks_are_the_released_ranks(folders, released_checkpoint):
+    """Every tiny tensor, block indices normalised, has the rank of its released counterpart (only widths shrink)."""
+    trellis, large = folders
+    spec = read_pipeline_json(trellis)
+    for role, path in released_models_map().items():
+        tensors = released_checkpoint(_manifest_key(path))["tensors"]
+        normalised = {}
+        for key, shape in tensors.items():
+            normalised.setdefault(next(iter(_shape_of_keys([key]))), set()).add(len(shape))
+        stem = spec.checkpoint(role, trellis, large)
+        with safe_open(f"{stem}.safetensors", framework="pt") as f:
+            for key in f.keys():
+                rank = len(f.get_slice(key).get_shape())
+                if key in tensors:  # the same name in the release (also e.g. out_layer.0 vs out_layer.2)
+                    assert rank == len(tensors[key]), (role, key)
+                else:  # a block the release has under another index
+                    assert rank in normalised[next(iter(_shape_of_keys([key])))], (role, key)
+
+
+def _latent_ball(seed: int):
+    """A de-normalised random shape latent on a radius-6 ball of the 32^3 latent grid."""
+    from know3d_cli.tiny.trellis2 import RELEASED_PIPELINE_ARGS
+    from know3d_cli.trellis2.sparse.tensor import SparseTensor
+
+    axis = torch.arange(32)
+    grid = torch.stack(torch.meshgrid(axis, axis, axis, indexing="ij"), dim=-1).reshape(-1, 3)
+    ball = grid[((grid - 15.5) ** 2).sum(dim=1) <= 36]
+    coords = torch.cat([torch.zeros(len(ball), 1, dtype=torch.int64), ball], dim=1).to(torch.int32)
+    norm = RELEASED_PIPELINE_ARGS["shape_slat_normalization"]
+    feats = torch.randn(len(coords), 32, generator=torch.Generator().manual_seed(seed))
+    return SparseTensor(feats * torch.tensor(norm["std"]) + torch.tensor(norm["mean"]), coords)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "reference"])
+def test_shape_decoder_subdivides_all_or_nothing(folders, precision):
+    from know3d_cli.tiny.trellis2 import TINY_SUBDIVIDED
+
+    trellis, _ = folders
+    decoder = load_model(trellis / "ckpts" / SHAPE_DECODER_NAME, precision=precision)
+    for level in decoder.blocks[:-1]:  # identical rows: one decision per voxel for all 8 children
+        head = level[-1].to_subdiv
+        assert torch.equal(head.weight, head.weight[:1].expand_as(head.weight))
+        assert torch.equal(head.bias, head.bias[:1].expand_as(head.bias))
+    latent = _latent_ball(seed=5)  # not the calibration latent
+    with torch.no_grad():
+        out, subs = decoder(latent, return_subs=True)
+    assert len(subs) == decoder.num_upsamples == 4
+    counts = [len(latent.feats)]
+    for logits in subs:
+        assert len(logits.feats) == counts[-1] and logits.feats.shape[1] == 8
+        children = logits.feats > 0
+        assert (children.all(dim=1) | ~children.any(dim=1)).all()  # all 8 children or none
+        fraction = children.all(dim=1).float().mean().item()
+        assert abs(fraction - TINY_SUBDIVIDED) < 0.1, fraction
+        counts.append(8 * int(children.all(dim=1).sum()))  # the next level holds exactly those children
+    assert counts[-1] == len(out.feats)
+    assert all(1.6 < b / a < 3.2 for a, b in zip(counts, counts[1:])), counts  # ~x2.4 per level, not ~x4

@@ -407,3 +407,26 @@ def test_adapter_stage_errors(tmp_path):
         load_adapter(tmp_path, "shape")
     with pytest.raises(ModelMissingError, match="adapter directory"):
         load_adapter(tmp_path / "nowhere", "shape")
+
+
+def test_weights_cut_short_after_the_header_are_checkpoint_error(tmp_path):
+    """The header is intact but the data ends early: caught when the header is read, before any tensor."""
+    _, stem = saved(tmp_path, "ss_decoder")
+    path = tmp_path / "ss_decoder.safetensors"
+    path.write_bytes(path.read_bytes()[:-64])
+    with pytest.raises(CheckpointError, match="not a readable safetensors") as info:
+        load_model(stem)
+    assert "ss_decoder.safetensors" in _one_line(info)
+
+
+def test_read_checkpoint_json_fields_and_default_args(tmp_path):
+    (tmp_path / "a.json").write_text('{"name": "SparseStructureDecoder", "args": {"out_channels": 1}}')
+    config = read_checkpoint_json(tmp_path / "a")
+    assert (config.name, config.args, config.path) == ("SparseStructureDecoder", {"out_channels": 1}, tmp_path / "a.json")
+    (tmp_path / "b.json").write_text('{"name": "SparseStructureDecoder"}')
+    assert read_checkpoint_json(tmp_path / "b").args == {}
+
+
+def test_unknown_adapter_stage_is_a_config_error_even_without_files(tmp_path):
+    with pytest.raises(ConfigError, match="unknown adapter stage"):
+        load_adapter(tmp_path / "missing", "texture")
