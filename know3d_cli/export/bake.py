@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from ..trellis2.mesh.grid_sample import VoxelIndex, grid_sample_3d
+from ..trellis2.representations import Asset3D
 from .closest_point import ClosestPointQuery
 from .rasterize import rasterize_triangles
 from ..timing import timed
@@ -46,6 +47,11 @@ class SurfaceAttributes:
         self.attrs = voxel_attrs.detach().cpu().to(torch.float32)
         self.resolution = int(resolution)
         self.index = VoxelIndex(self.coords, self.resolution)
+
+    @classmethod
+    def of(cls, asset: Asset3D, vertices: np.ndarray, faces: np.ndarray) -> SurfaceAttributes:
+        """The attributes of a textured asset on its high-resolution mesh `vertices (V, 3)`, `faces (F, 3)`."""
+        return cls(vertices, faces, asset.voxel_coords, asset.voxel_attrs, asset.resolution)
 
     def sample(self, points: np.ndarray, timings: Optional[dict[str, float]] = None) -> np.ndarray:
         """(N, 3) points near the surface -> (N, C) float32 attributes clamped to [0, 1]."""

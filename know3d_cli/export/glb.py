@@ -21,7 +21,7 @@ from ..config import ExportConfig
 from ..errors import ConfigError
 from ..trellis2.representations import Asset3D
 from .bake import SurfaceAttributes, bake_pbr_textures
-from .mesh_ops import prepare_mesh, to_gltf_frame, vertex_normals
+from .mesh_ops import decimate_asset, to_gltf_frame, vertex_normals
 from ..timing import timed
 from .uv_atlas import unwrap_uv
 
@@ -71,10 +71,7 @@ def prepare_export_mesh(
     asset: Asset3D, cfg: ExportConfig, timings: Optional[dict[str, float]] = None
 ) -> ExportMesh:
     """Decimate, unwrap and bake (textured) or just decimate (untextured); convert to the glTF frame."""
-    hi_vertices = asset.vertices.detach().cpu().numpy().astype(np.float64)
-    hi_faces = asset.faces.detach().cpu().numpy().astype(np.int64)
-    with timed(timings, "decimate"):
-        vertices, faces = prepare_mesh(hi_vertices, hi_faces, cfg.faces)
+    hi_vertices, hi_faces, vertices, faces = decimate_asset(asset, cfg.faces, timings)
     if not asset.textured:
         normals = vertex_normals(vertices, faces)
         return ExportMesh(
@@ -86,7 +83,7 @@ def prepare_export_mesh(
     with timed(timings, "uv_unwrap"):
         atlas = unwrap_uv(vertices, faces, cfg.texture_size)
     with timed(timings, "surface_index"):
-        surface = SurfaceAttributes(hi_vertices, hi_faces, asset.voxel_coords, asset.voxel_attrs, asset.resolution)
+        surface = SurfaceAttributes.of(asset, hi_vertices, hi_faces)
     positions = vertices[atlas.vmap]
     base_color, metallic_roughness = bake_pbr_textures(surface, positions, atlas, cfg.texture_size, timings)
     normals = vertex_normals(vertices, faces)[atlas.vmap]  # smooth across UV seams

@@ -20,7 +20,7 @@ from ..errors import ConfigError
 from ..trellis2.representations import Asset3D
 from .bake import SurfaceAttributes
 from .glb import to_glb
-from .mesh_ops import prepare_mesh, to_gltf_frame, vertex_normals
+from .mesh_ops import decimate_asset, to_gltf_frame, vertex_normals
 from ..timing import timed
 
 logger = logging.getLogger(__name__)
@@ -30,15 +30,11 @@ FORMATS = ("glb", "obj", "ply")
 
 def to_trimesh(asset: Asset3D, cfg: ExportConfig, timings: Optional[dict[str, float]] = None) -> trimesh.Trimesh:
     """Decimated, Y-up `trimesh.Trimesh` with vertex normals and (textured assets) RGBA vertex colours."""
-    hi_vertices = asset.vertices.detach().cpu().numpy().astype(np.float64)
-    hi_faces = asset.faces.detach().cpu().numpy().astype(np.int64)
-    with timed(timings, "decimate"):
-        vertices, faces = prepare_mesh(hi_vertices, hi_faces, cfg.faces)
+    hi_vertices, hi_faces, vertices, faces = decimate_asset(asset, cfg.faces, timings)
     colors = None
     if asset.textured:
         with timed(timings, "vertex_colors"):
-            surface = SurfaceAttributes(hi_vertices, hi_faces, asset.voxel_coords, asset.voxel_attrs, asset.resolution)
-            attrs = surface.sample(vertices)  # (V, 6)
+            attrs = SurfaceAttributes.of(asset, hi_vertices, hi_faces).sample(vertices)  # (V, 6)
             colors = np.rint(attrs[:, [0, 1, 2, 5]] * 255.0).astype(np.uint8)
     normals = vertex_normals(vertices, faces)
     return trimesh.Trimesh(

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
+from typing import Optional
 
 import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from ..errors import GenerationError
+from ..timing import timed
+from ..trellis2.representations import Asset3D
 
 logger = logging.getLogger(__name__)
 
@@ -143,7 +146,24 @@ def prepare_mesh(vertices: np.ndarray, faces: np.ndarray, target_faces: int) -> 
     return v, f
 
 
+
+
+def decimate_asset(
+    asset: Asset3D, target_faces: int, timings: Optional[dict[str, float]] = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The asset's high-resolution mesh as numpy, and its cleaned, decimated version (TRELLIS.2 frame).
+
+    Returns:
+        (hi_vertices (V, 3) float64, hi_faces (F, 3) int64, vertices (V', 3), faces (F', 3) int64).
+    """
+    hi_vertices = asset.vertices.detach().cpu().numpy().astype(np.float64)
+    hi_faces = asset.faces.detach().cpu().numpy().astype(np.int64)
+    with timed(timings, "decimate"):
+        vertices, faces = prepare_mesh(hi_vertices, hi_faces, target_faces)
+    return hi_vertices, hi_faces, vertices, faces
+
+
 __all__ = [
-    "clean_mesh", "compact", "decimate", "face_normals", "prepare_mesh", "remove_bad_faces",
+    "clean_mesh", "compact", "decimate", "decimate_asset", "face_normals", "prepare_mesh", "remove_bad_faces",
     "remove_small_components", "to_gltf_frame", "vertex_normals",
 ]

@@ -29,6 +29,7 @@ from ..nn.transformer_block import (
     ExtHook,
     FlowTransformer,
     TokenLayout,
+    linears_in_dtype,
 )
 
 logger = logging.getLogger(__name__)
@@ -163,12 +164,7 @@ class Know3dAdapter(nn.Module):
 
     def apply_precision_policy(self, dtype: torch.dtype) -> Know3dAdapter:
         """Like the flow models: the `ext_attn` Linears in `dtype`, the projector, norms and gammas in fp32."""
-        for param in self.parameters():
-            param.data = param.data.float()
-        for module in self.blocks.modules():
-            if isinstance(module, nn.Linear):
-                module.to(dtype)
-        return self
+        return linears_in_dtype(self, self.blocks, dtype)
 
     def project(self, tokens: torch.Tensor) -> torch.Tensor:
         """Editor tokens -> the tokens the blocks attend to.

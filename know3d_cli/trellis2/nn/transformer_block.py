@@ -330,6 +330,17 @@ def parse_dtype(value: str | torch.dtype) -> torch.dtype:
     return _DTYPE_NAMES[value]
 
 
+def linears_in_dtype(model: nn.Module, blocks: nn.Module, dtype: torch.dtype) -> nn.Module:
+    """The reference mixed-precision recipe: every parameter of `model` in fp32, then the `nn.Linear`s inside
+    `blocks` in `dtype`. Returns `model`."""
+    for param in model.parameters():
+        param.data = param.data.float()
+    for module in blocks.modules():
+        if isinstance(module, nn.Linear):
+            module.to(dtype)
+    return model
+
+
 class FlowTransformer(nn.Module):
     """What the sparse-structure and structured-latent flow models share: timestep embedding, shared adaLN,
     input/output projections, the block stack, the precision policy and the cross-attention context cache.
@@ -429,12 +440,7 @@ class FlowTransformer(nn.Module):
         `apply_precision_policy(torch.float32)` makes everything fp32. Returns self."""
         if dtype == torch.float16:
             logger.warning("fp16 TRELLIS.2 transformers overflow in attention; bfloat16 is the reference dtype")
-        for param in self.parameters():
-            param.data = param.data.float()
-        for module in self.blocks.modules():
-            if isinstance(module, nn.Linear):
-                module.to(dtype)
-        return self
+        return linears_in_dtype(self, self.blocks, dtype)
 
     def set_attention_backend(self, backend: AttentionBackend | str) -> None:
         """Attention implementation of every block (`auto`, `sdpa`, `flash_attn`)."""
