@@ -105,8 +105,7 @@ class Know3dPipeline:
     # ------------------------------------------------------------------------------- set-up
     def _check(self) -> None:
         """Fail before any work: every model the run needs is on disk, settings fit the mode."""
-        if self.mode == "know3d":
-            adapter_dir(self.cfg)
+        self.adapter_dir = adapter_dir(self.cfg) if self.mode == "know3d" else None
         for name in hub.needed_models(self._cfg_for_mode()):
             self._models[name] = hub.resolve(self.cfg, name)
 
@@ -151,7 +150,7 @@ class Know3dPipeline:
                 dinov3_dir=self._models["dinov3"].path,
                 cfg=self.cfg.trellis2,
                 adapter_cfg=self.cfg.adapter,
-                adapter_dir=adapter_dir(self.cfg) if self.mode == "know3d" else None,
+                adapter_dir=self.adapter_dir,
                 runtime=self.runtime,
             )
         return self._loaded["trellis2"]
@@ -237,7 +236,7 @@ class Know3dPipeline:
             "seed_requested": job.seed,
             "models": {name: {"repo": m.repo, "revision": m.revision, "path": str(m.path)}
                        for name, m in self._models.items()},
-            "adapter": str(adapter_dir(cfg)) if self.mode == "know3d" else None,
+            "adapter": str(self.adapter_dir) if self.adapter_dir is not None else None,
             "tap": _tap_meta(tap, cfg),
             "forwards": {"editor": tap.forwards if tap is not None else 0, "trellis2": t2.total_forwards,
                          "trellis2_per_run": t2.forwards},

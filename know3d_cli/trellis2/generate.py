@@ -62,13 +62,6 @@ class Trellis2Stats:
         return sum(self.forwards.values())
 
 
-@dataclass(frozen=True)
-class _Views:
-    """Image tokens of every view at one DINOv3 resolution: one (1, T, C) tensor per view."""
-
-    tokens: list[torch.Tensor]
-
-
 class Trellis2Generator:
     """TRELLIS.2-4B on one front image (plus optional back view / Know3D tokens) -> `Asset3D`.
 
@@ -190,13 +183,13 @@ class Trellis2Generator:
         return asset, stats
 
     # ------------------------------------------------------------------------------------------------ stages
-    def _encode(self, views: list[Image.Image], resolution: int) -> _Views:
+    def _encode(self, views: list[Image.Image], resolution: int) -> list[torch.Tensor]:
         with self.models.resident(self.conditioner):
             tokens = self.conditioner.encode(views, resolution)  # (V, T, C)
-        return _Views([tokens[i:i + 1].float() for i in range(tokens.shape[0])])
+        return list(tokens.float().split(1))  # one (1, T, C) tensor per view
 
     def _sparse_structure(
-        self, cond: _Views, ext_tokens: torch.Tensor | None, generator: torch.Generator, stats: Trellis2Stats
+        self, cond: list[torch.Tensor], ext_tokens: torch.Tensor | None, generator: torch.Generator, stats: Trellis2Stats
     ) -> torch.Tensor:
         """Stage 1 -> (1, 1, 64, 64, 64) occupancy logits."""
         flow = self.models.network("sparse_structure_flow_model")
@@ -215,7 +208,7 @@ class Trellis2Generator:
         self,
         role: str,
         coords: torch.Tensor,
-        cond: _Views,
+        cond: list[torch.Tensor],
         ext_tokens: torch.Tensor | None,
         generator: torch.Generator,
         stats: Trellis2Stats,
@@ -250,7 +243,7 @@ class Trellis2Generator:
         self,
         role: str,
         shape_slat: SparseTensor,
-        cond: _Views,
+        cond: list[torch.Tensor],
         ext_tokens: torch.Tensor | None,
         generator: torch.Generator,
         stats: Trellis2Stats,
@@ -303,7 +296,7 @@ class Trellis2Generator:
         stage: str,
         flow: torch.nn.Module,
         noise: torch.Tensor | SparseTensor,
-        cond: _Views,
+        cond: list[torch.Tensor],
         ext_tokens: torch.Tensor | None,
         stats: Trellis2Stats,
         run: str,
@@ -314,7 +307,7 @@ class Trellis2Generator:
         adapter = self._adapter(stage, flow) if ext_tokens is not None else None
         modules = (flow,) if adapter is None else (flow, adapter)
         with self.models.resident(*modules):
-            contexts = [flow.prepare_context(tokens.to(device)) for tokens in cond.tokens]
+            contexts = [flow.prepare_context(tokens.to(device)) for tokens in cond]
             negative = flow.null_context()
             ext = ext_neg = None
             if adapter is not None:
