@@ -14,7 +14,7 @@ import torch
 
 from ..trellis2.checkpoint import ADAPTER_STAGES, save_adapter
 from ..trellis2.models.know3d_adapter import Know3dAdapter
-from .mllm import clear, is_complete, mark_complete
+from .marker import clear, is_complete, mark_complete
 from .trellis2 import TINY_MODEL_CHANNELS, TINY_NUM_BLOCKS, TINY_NUM_HEADS
 
 logger = logging.getLogger(__name__)

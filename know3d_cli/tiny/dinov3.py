@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from .mllm import clear, is_complete, mark_complete
+from .marker import clear, is_complete, mark_complete
 
 logger = logging.getLogger(__name__)
 

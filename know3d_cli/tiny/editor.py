@@ -12,15 +12,8 @@ from pathlib import Path
 
 import torch
 
-from .mllm import (
-    TINY_QWEN_VL_HIDDEN,
-    clear,
-    is_complete,
-    mark_complete,
-    tiny_qwen_processor,
-    tiny_qwen_tokenizer,
-    tiny_qwen_vl,
-)
+from .marker import clear, is_complete, mark_complete
+from .mllm import TINY_QWEN_VL_HIDDEN, tiny_qwen_processor, tiny_qwen_tokenizer, tiny_qwen_vl
 
 logger = logging.getLogger(__name__)
 

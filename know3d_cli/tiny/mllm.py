@@ -7,12 +7,12 @@ so it needs no download; the ids differ from the real Qwen2 vocabulary, which th
 
 from __future__ import annotations
 
-import json
 import logging
-import shutil
 from pathlib import Path
 
 import torch
+
+from .marker import clear, is_complete, mark_complete
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +39,6 @@ CHAT_TEMPLATE = (
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
 
-_MARKER = ".know3d-tiny.json"
 
 
 def tiny_qwen_tokenizer():
@@ -88,27 +87,6 @@ def tiny_qwen_vl(tokenizer, seed: int):
     model.generation_config.eos_token_id = ids["<|im_end|>"]
     model.generation_config.pad_token_id = ids["<|endoftext|>"]
     return model
-
-
-def is_complete(path: Path, kind: str, seed: int) -> bool:
-    """True when `path` holds a finished tiny `kind` written with `seed` (the marker is written last)."""
-    marker = path / _MARKER
-    if not marker.is_file():
-        return False
-    try:
-        return json.loads(marker.read_text()) == {"kind": kind, "seed": seed}
-    except (OSError, ValueError):
-        return False
-
-
-def mark_complete(path: Path, kind: str, seed: int) -> None:
-    (path / _MARKER).write_text(json.dumps({"kind": kind, "seed": seed}))
-
-
-def clear(path: Path) -> None:
-    """Remove a previous (possibly half-written) tiny folder before writing a new one."""
-    if path.exists():
-        shutil.rmtree(path)
 
 
 def write_tiny_mllm(path: Path, seed: int = 0) -> Path:

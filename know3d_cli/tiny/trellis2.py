@@ -44,7 +44,7 @@ from ..trellis2.models.sparse_structure_flow import SparseStructureFlowModel
 from ..trellis2.models.sparse_unet_vae_decoder import SparseUnetVaeDecoder
 from ..trellis2.models.structured_latent_flow import SLatFlowModel
 from ..trellis2.sparse.tensor import SparseTensor
-from .mllm import clear, is_complete, mark_complete
+from .marker import clear, is_complete, mark_complete
 
 logger = logging.getLogger(__name__)
 
