@@ -13,7 +13,8 @@ import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Optional
+from enum import Enum
+from typing import Any, Optional, TypeVar
 
 from omegaconf import MISSING, OmegaConf
 
@@ -234,6 +235,18 @@ def validate(cfg: Know3dConfig) -> None:
         raise ConfigError(f"invalid value {cfg.runtime.device!r} for runtime.device; expected auto, cpu, cuda or cuda:N")
 
 
+E = TypeVar("E", bound=Enum)
+
+
+def parse_choice(choices: type[E], value: E | str, key: str) -> E:
+    """`choices(value)` for an Enum of config strings; an unknown value is a `ConfigError` listing the choices."""
+    try:
+        return choices(value)
+    except ValueError:
+        allowed = ", ".join(str(c.value) for c in choices)
+        raise ConfigError(f"invalid value {value!r} for {key}; expected one of: {allowed}") from None
+
+
 def to_container(cfg: Know3dConfig) -> dict[str, Any]:
     """The resolved config as plain JSON-ready data (for metadata.json and `config show`)."""
     return OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)  # type: ignore[return-value]
@@ -262,5 +275,5 @@ def _one_line(exc: BaseException) -> str:
 __all__ = [
     "AdapterConfig", "EditorConfig", "ExportConfig", "Know3dConfig", "MllmConfig", "ModelSpec",
     "ModelsConfig", "PreprocessConfig", "RuntimeConfig", "SamplerConfig", "TapConfig", "Trellis2Config",
-    "config_dir", "load_config", "to_container", "to_yaml", "validate",
+    "config_dir", "load_config", "parse_choice", "to_container", "to_yaml", "validate",
 ]

@@ -19,7 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...errors import BackendUnavailable, ConfigError
+from ...config import parse_choice
+from ...errors import BackendUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -47,13 +48,7 @@ def _flash_attn_module() -> ModuleType | None:
 
 def parse_attention_backend(value: AttentionBackend | str) -> AttentionBackend:
     """`AttentionBackend` from a config string; unknown names are a `ConfigError` listing the choices."""
-    try:
-        return AttentionBackend(value)
-    except ValueError:
-        choices = ", ".join(b.value for b in AttentionBackend)
-        raise ConfigError(
-            f"runtime.attention={value!r} is not an attention backend; choose one of: {choices}"
-        ) from None
+    return parse_choice(AttentionBackend, value, "runtime.attention")
 
 
 def resolve_attention_backend(

@@ -17,7 +17,8 @@ from typing import Callable
 import torch
 from torch import nn
 
-from ...errors import BackendUnavailable, ConfigError
+from ...config import parse_choice
+from ...errors import BackendUnavailable
 from .conv_torch import submanifold_conv3d
 from .neighbors import neighbor_map
 from .tensor import SparseTensor
@@ -58,13 +59,7 @@ _AUTO_ORDER: tuple[ConvBackend, ...] = (ConvBackend.TORCH,)
 
 def parse_conv_backend(value: ConvBackend | str) -> ConvBackend:
     """`ConvBackend` from a config string; unknown names are a `ConfigError` listing the choices."""
-    try:
-        return ConvBackend(value)
-    except ValueError:
-        choices = ", ".join(b.value for b in ConvBackend)
-        raise ConfigError(
-            f"runtime.sparse_conv={value!r} is not a sparse conv backend; choose one of: {choices}"
-        ) from None
+    return parse_choice(ConvBackend, value, "runtime.sparse_conv")
 
 
 def resolve_conv_backend(backend: ConvBackend | str, device: torch.device) -> ConvBackend:
