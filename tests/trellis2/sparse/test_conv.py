@@ -190,3 +190,14 @@ def test_wrong_input_channels_raise():
     x = SparseTensor(torch.randn(2, 3), torch.tensor([[0, 0, 0, 0], [0, 1, 0, 0]], dtype=torch.int32))
     with pytest.raises(ValueError, match="input channels"):
         SubMConv3d(4, 2)(x)
+
+
+def test_unknown_backend_names_are_config_errors():
+    from know3d_cli.errors import ConfigError
+    from know3d_cli.trellis2.nn.attention import parse_attention_backend
+    from know3d_cli.trellis2.sparse.conv import parse_conv_backend
+
+    with pytest.raises(ConfigError, match=r"runtime\.sparse_conv; expected one of: auto, torch"):
+        parse_conv_backend("spconv")
+    with pytest.raises(ConfigError, match=r"runtime\.attention; expected one of: auto, sdpa, flash_attn"):
+        parse_attention_backend("xformers")
