@@ -1,0 +1,57 @@
+"""The on-disk schema of a Know3D training dataset: what `know3d data build` writes and `know3d train` reads.
+
+A dataset folder::
+
+    DATASET/
+      dataset.json              # DatasetInfo: schema version, models and revisions, settings used
+      index/<shard>.jsonl       # one line per finished sample: {"id", "dir", "source", "sha256", "prompts", ...}
+      failures/<shard>.jsonl    # one line per failed asset: {"source", "error", "code"}
+      samples/<id>/
+        sample.json             # SampleInfo: source asset, camera, caption parts, the K prompt variants, counts
+        front.png, back.png     # RGBA renders at the front azimuth and azimuth + 180 degrees (inference crop)
+        latents.safetensors     # LATENT_TENSORS
+        conditions.safetensors  # CONDITION_TENSORS
+
+Symbolic sizes: N = active latent voxels at the shape-latent grid (`resolution / 16`), M = occupied voxels of the 64^3
+sparse structure, T = DINOv3 tokens (1 + registers + (side / 16)^2), K = prompt variants, (h, w) = the editor's
+token grid after the tap, C_dino / C_edit = the DINOv3 / editor hidden sizes. A sample folder appears only when every
+file in it is complete (it is written under a temporary name and renamed).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+SCHEMA_VERSION = 1
+SAMPLE_FILE = "sample.json"
+LATENTS_FILE = "latents.safetensors"
+CONDITIONS_FILE = "conditions.safetensors"
+DATASET_FILE = "dataset.json"
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    shape: tuple[int | str, ...]  # ints are fixed, strings are the symbolic sizes of the module docstring
+    dtype: str  # torch dtype name
+    doc: str
+
+
+LATENT_TENSORS = (
+    TensorSpec("occupancy", ("M", 3), "int32", "occupied (x, y, z) of the 64^3 sparse structure, lexicographic"),
+    TensorSpec("ss_latent", (8, 16, 16, 16), "float32", "SS encoder posterior mean of the occupancy (SS flow target)"),
+    TensorSpec("shape_coords", ("N", 3), "int32", "(x, y, z) of the shape latent at resolution / 16, lexicographic"),
+    TensorSpec("shape_feats", ("N", 32), "float32", "shape SC-VAE posterior mean, not normalised"),
+    TensorSpec("tex_feats", ("N", 32), "float32", "texture SC-VAE posterior mean on shape_coords, not normalised"),
+)
+
+CONDITION_TENSORS = (
+    TensorSpec("dino_512", ("T", "C_dino"), "float16", "DINOv3 tokens of front.png at 512 (SS and 512 flows)"),
+    TensorSpec("dino_1024", ("T", "C_dino"), "float16", "DINOv3 tokens of front.png at 1024 (1024 flows; optional)"),
+    TensorSpec("hdit", ("K", "h", "w", "C_edit"), "bfloat16", "tapped editor hidden states, one per prompt variant"),
+)
+
+__all__ = [
+    "CONDITIONS_FILE", "CONDITION_TENSORS", "DATASET_FILE", "LATENTS_FILE", "LATENT_TENSORS", "SAMPLE_FILE",
+    "SCHEMA_VERSION", "TensorSpec",
+]
