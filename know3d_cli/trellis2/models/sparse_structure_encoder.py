@@ -10,11 +10,13 @@ sparse-structure flow generates (not normalised; TRELLIS.2 uses it as is).
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 
 import torch
 from torch import nn
 
 from ...errors import CheckpointError
+from .block_precision import BlockPrecision
 from .latent_posterior import LatentPosterior
 from .sparse_structure_decoder import ChannelLayerNorm3d, ResBlock3d
 
@@ -37,7 +39,7 @@ class Downsample3d(nn.Module):
         return self.conv(x)
 
 
-class SparseStructureEncoder(nn.Module):
+class SparseStructureEncoder(BlockPrecision, nn.Module):
     """Dense encoder of a binary occupancy grid to the stage-1 latent posterior.
 
     `input_layer` Conv3d(in -> channels[0]) -> `blocks`: per level l, `num_res_blocks` ResBlock3d(channels[l]) and,
@@ -46,9 +48,8 @@ class SparseStructureEncoder(nn.Module):
     Conv3d(channels[-1] -> 2 latent)] (mean, then log-variance). The released encoder ([32, 128, 512]) has `blocks.2`
     and `blocks.5` as its Downsample3d.
 
-    Precision: parameters are created in fp32. `convert_to_fp16()` is the reference `use_fp16` recipe for GPUs: the
-    Conv3d weights of `blocks` and `middle_block` in fp16, `input_layer`, `out_layer` and every norm in fp32 (norms
-    compute in fp32 anyway). On CPU keep everything fp32.
+    Precision (`BlockPrecision`): `convert_to_fp16()` puts the Conv3d weights of `blocks` and `middle_block` in fp16;
+    `input_layer`, `out_layer` and every norm stay fp32 (norms compute in fp32 anyway).
 
     Args (names as in the checkpoint json):
         in_channels: channels of the input grid (1: occupancy).
@@ -102,26 +103,8 @@ class SparseStructureEncoder(nn.Module):
         """Input side / latent side (4 for the released encoder: 64^3 -> 16^3)."""
         return STRIDE ** (len(self.channels) - 1)
 
-    @property
-    def blocks_dtype(self) -> torch.dtype:
-        """dtype the level and middle blocks compute in (that of their conv weights)."""
-        for module in (*self.blocks.modules(), *self.middle_block.modules()):
-            if isinstance(module, nn.Conv3d):
-                return module.weight.dtype
-        return self.input_layer.weight.dtype
-
-    def convert_to_fp16(self) -> None:
-        """The reference `use_fp16` recipe: Conv3d weights of `blocks` and `middle_block` in fp16."""
-        self._convert_blocks(torch.float16)
-
-    def convert_to_fp32(self) -> None:
-        """Everything fp32 (CPU, or exact reference numerics)."""
-        self._convert_blocks(torch.float32)
-
-    def _convert_blocks(self, dtype: torch.dtype) -> None:
-        for module in (*self.blocks.modules(), *self.middle_block.modules()):
-            if isinstance(module, nn.Conv3d):
-                module.to(dtype)
+    def _block_layers(self) -> Iterator[nn.Module]:
+        return (m for m in (*self.blocks.modules(), *self.middle_block.modules()) if isinstance(m, nn.Conv3d))
 
     # --------------------------------------------------------------------------------------------- forward
     def forward(self, x: torch.Tensor) -> LatentPosterior:

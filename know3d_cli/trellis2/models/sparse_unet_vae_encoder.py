@@ -15,6 +15,7 @@ the same 6 channels (`* 0.5 + 0.5` back to [0, 1]).
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -24,6 +25,7 @@ from torch import nn
 from ...errors import ConfigError
 from ..sparse.conv import SubMConv3d
 from ..sparse.tensor import SparseTensor
+from .block_precision import BlockPrecision
 from .latent_posterior import LatentPosterior
 from .sparse_convnext_block import SparseConvNeXtBlock3d
 from .sparse_s2c_block import SparseResBlockS2C3d
@@ -34,7 +36,7 @@ logger = logging.getLogger(__name__)
 _S2C_ARGS = frozenset({"use_checkpoint"})  # accepted and ignored (activation checkpointing is for training)
 
 
-class SparseUnetVaeEncoder(nn.Module):
+class SparseUnetVaeEncoder(BlockPrecision, nn.Module):
     """(N, in_channels) features on a fine grid -> `LatentPosterior` (N', latent_channels) on a 2^L times coarser grid.
 
     `input_layer` Linear -> for each level i: `num_blocks[i]` SparseConvNeXtBlock3d(model_channels[i]) and, except at
@@ -42,10 +44,9 @@ class SparseUnetVaeEncoder(nn.Module):
     `blocks.{i}.{num_blocks[i]}` -> parameter-free LayerNorm (eps 1e-5) -> `to_latent` Linear (-> 2 * latent_channels:
     mean, then log-variance).
 
-    Precision: `input_layer`, the final LayerNorm and `to_latent` run in their own dtype (fp32); the blocks run in the
-    dtype of their weights. Parameters are created in fp32; `convert_to_fp16()` reproduces the reference's `use_fp16`
-    recipe (Linear and conv weights of the blocks in fp16, LayerNorms kept and computed in fp32). On CPU keep
-    everything fp32.
+    Precision (`BlockPrecision`): `input_layer`, the final LayerNorm and `to_latent` run in their own dtype (fp32); the
+    blocks run in the dtype of their weights. `convert_to_fp16()` puts the blocks' Linear and conv weights in fp16
+    (LayerNorms are kept and computed in fp32).
 
     Args (names as in the checkpoint json):
         in_channels: features per input voxel (6 for the texture encoder).
@@ -105,25 +106,8 @@ class SparseUnetVaeEncoder(nn.Module):
         """Number of x2 spatial-to-channel levels (4 in the released encoders: latent grid = input grid / 16)."""
         return len(self.blocks) - 1
 
-    @property
-    def blocks_dtype(self) -> torch.dtype:
-        """Dtype the blocks compute in (that of their Linear / conv weights)."""
-        for module in self.blocks.modules():
-            if isinstance(module, (nn.Linear, SubMConv3d)):
-                return module.weight.dtype
-        return self.input_layer.weight.dtype
-
-    def convert_to_fp16(self) -> None:
-        """The reference `use_fp16` recipe: block Linear / conv weights in fp16, everything else fp32."""
-        self._convert_blocks(torch.float16)
-
-    def convert_to_fp32(self) -> None:
-        self._convert_blocks(torch.float32)
-
-    def _convert_blocks(self, dtype: torch.dtype) -> None:
-        for module in self.blocks.modules():
-            if isinstance(module, (nn.Linear, SubMConv3d)):
-                module.to(dtype)
+    def _block_layers(self) -> Iterator[nn.Module]:
+        return (m for m in self.blocks.modules() if isinstance(m, (nn.Linear, SubMConv3d)))
 
     # --------------------------------------------------------------------------------------------- forward
     def forward(self, x: SparseTensor) -> LatentPosterior:
