@@ -9,7 +9,7 @@ types, and the released tensor names up to the number of blocks, with tiny width
 dtypes (DiTs bf16, SC-VAE decoders and encoders fp16, the sparse-structure decoder's and encoder's fp16 block convs
 and fp32 rest).
 
-Test weights only. Two of them are shaped rather than left random, so that the chain yields a usable result:
+Test weights only. Some of them are shaped rather than left random, so that the chain yields a usable result:
 
 - The sparse-structure decoder is built to produce one smooth central blob. Its residual stream carries a "signal"
   channel next to large constant "anchor" channels (so each channel LayerNorm acts almost linearly on the signal);

@@ -4,7 +4,10 @@ Texture encoder input (`tex_enc_next_dc_f16c32_fp16`, in_channels 6): the O-Voxe
 voxel of a `R`^3 grid (R = 512 or 1024; the latent grid is R / 16), each attribute in [0, 1] mapped to [-1, 1]
 (`2 a - 1`; the reference toolkit stores them as uint8 and reads `a = v / 255`):
 
-    channel 0:3 base colour (linear RGB factor x texture, as glTF), 3 metallic, 4 roughness, 5 alpha
+    channel 0:3 base colour RGB, 3 metallic, 4 roughness, 5 alpha
+
+The base colour is in texel values (sRGB-encoded, not linearised): the decoded channels are written back as the
+glTF base-colour texture unchanged.
 
 on `(N, 4) int32 (batch, x, y, z)` voxel coords, x/y/z in [0, R) along the grid axes of the [-0.5, 0.5]^3 cube
 (voxel (x, y, z) spans `[x, x + 1] / R - 0.5` and so on). Use the same voxels as the shape encoder's input so that
@@ -18,7 +21,6 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
-import torch
 import torch.nn.functional as F
 from torch import nn
 
