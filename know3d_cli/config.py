@@ -53,6 +53,8 @@ class ModelsConfig:
     trellis2: ModelSpec = field(default_factory=ModelSpec)
     ss_decoder: ModelSpec = field(default_factory=ModelSpec)
     birefnet: ModelSpec = field(default_factory=ModelSpec)
+    trellis2_encoders: ModelSpec = field(default_factory=ModelSpec)  # shape/texture SC-VAE encoders (data build)
+    ss_encoder: ModelSpec = field(default_factory=ModelSpec)  # sparse-structure VAE encoder (data build)
 
 
 # ------------------------------------------------------------------------------------ stages

@@ -18,7 +18,9 @@ from .errors import Know3dError, ModelMissingError
 
 logger = logging.getLogger(__name__)
 
-MODEL_NAMES = ("editor", "mllm", "dinov3", "trellis2", "ss_decoder", "birefnet")
+MODEL_NAMES = ("editor", "mllm", "dinov3", "trellis2", "ss_decoder", "birefnet", "trellis2_encoders", "ss_encoder")
+# Only `know3d data build` needs the encoders (latents of 3D assets); `needed_models` (generate) never lists them.
+ENCODER_MODELS = ("trellis2_encoders", "ss_encoder")
 
 
 @dataclass(frozen=True)

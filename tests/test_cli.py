@@ -69,8 +69,10 @@ def test_models_list_one_json_line_per_model(run_cli, tmp_path):
     res = run_cli("models", "list", f"models.cache_dir={tmp_path}", "mllm.expand=true")
     assert res.code == 0
     names = {e["name"]: e for e in res.events}
-    assert set(names) == {"editor", "mllm", "dinov3", "trellis2", "ss_decoder", "birefnet"}
+    assert set(names) == {"editor", "mllm", "dinov3", "trellis2", "ss_decoder", "birefnet", "trellis2_encoders",
+                          "ss_encoder"}
     assert names["mllm"]["needed"] and not names["birefnet"]["needed"]
+    assert not names["trellis2_encoders"]["needed"] and not names["ss_encoder"]["needed"]  # data build only
     assert names["dinov3"]["gated"]
 
 
@@ -134,6 +136,50 @@ def test_models_pull_fetches_only_the_needed_files(run_cli, tmp_path, monkeypatc
     assert first == {"repo": "microsoft/TRELLIS-image-large", "patterns": ["ckpts/ss_dec_conv3d_16l8_fp16.*"],
                      "local_only": False}
     assert res.events[0]["revision"] == "abc123"
+
+
+def test_encoders_are_pulled_only_on_request(run_cli, tmp_path, monkeypatch):
+    from fnmatch import fnmatch
+
+    import huggingface_hub
+
+    from know3d_cli import hub as hub_module
+    from know3d_cli.config import load_config
+
+    hub = FakeHub(tmp_path)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", hub)
+    res = run_cli("models", "pull", "trellis2_encoders", "ss_encoder", "--quiet")
+    assert res.code == 0, res.stderr
+    assert [(c["repo"], c["patterns"]) for c in hub.calls] == [
+        ("microsoft/TRELLIS.2-4B", ["ckpts/shape_enc_*", "ckpts/tex_enc_*"]),
+        ("microsoft/TRELLIS-image-large", ["ckpts/ss_enc_conv3d_16l8_fp16.*"]),
+    ]
+    cfg = load_config(["mllm.expand=true", "preprocess.background=birefnet"])  # every optional generate model
+    needed = hub_module.needed_models(cfg)
+    assert not set(hub_module.ENCODER_MODELS) & set(needed)
+    released = [f"ckpts/{stem}.{ext}" for stem in ("shape_enc_next_dc_f16c32_fp16", "tex_enc_next_dc_f16c32_fp16",
+                                                   "ss_enc_conv3d_16l8_fp16") for ext in ("json", "safetensors")]
+    encoder_repos = {hub_module.spec_of(cfg, name).repo for name in hub_module.ENCODER_MODELS}
+    same_repo = [name for name in needed if hub_module.spec_of(cfg, name).repo in encoder_repos]
+    assert same_repo == ["trellis2", "ss_decoder"]
+    for name in same_repo:  # generate's downloads stay as they were: no pattern of theirs matches an encoder file
+        patterns = hub_module.spec_of(cfg, name).files
+        assert patterns and not any(fnmatch(f, p) for f in released for p in patterns), name
+    for name in hub_module.ENCODER_MODELS:  # each encoder model fetches its own two files and nothing else
+        patterns = hub_module.spec_of(cfg, name).files
+        assert sum(any(fnmatch(f, p) for p in patterns) for f in released) == (4 if name == "trellis2_encoders" else 2)
+
+
+def test_tiny_preset_finds_the_tiny_encoders(tiny_root):
+    from know3d_cli import hub
+    from know3d_cli.config import load_config
+    from know3d_cli.trellis2.checkpoint import read_checkpoint_json
+
+    cfg = load_config(["preset=tiny", f"models.tiny_root={tiny_root}"])
+    ss = hub.resolve(cfg, "ss_encoder").path / "ckpts" / "ss_enc_conv3d_16l8_fp16"
+    shape = hub.resolve(cfg, "trellis2_encoders").path / "ckpts" / "shape_enc_next_dc_f16c32_fp16"
+    assert read_checkpoint_json(ss).name == "SparseStructureEncoder"
+    assert read_checkpoint_json(shape).name == "FlexiDualGridVaeEncoder"
 
 
 def test_generation_never_downloads_unless_allowed(run_cli, tmp_path, monkeypatch):

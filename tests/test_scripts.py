@@ -1,8 +1,9 @@
-"""The GPU benchmark script runs end to end (tiny networks on the CPU), so it is ready for a GPU machine."""
+"""The GPU benchmark scripts run end to end (tiny networks on the CPU), so they are ready for a GPU machine."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -22,3 +23,20 @@ def test_bench_gpu_smoke_reports_every_stage(tmp_path):
     assert results["tex_1024_sampling"]["forwards"] == 12
     assert results["shape_decoder"]["voxels"] > 0
     assert report["total_seconds"] > 0 and report["smoke"] is True
+
+
+def test_bench_encoders_smoke_reports_every_encoder(tmp_path):
+    out = tmp_path / "bench.json"
+    script = SCRIPT.parent / "bench_encoders.py"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # tiny networks: threads only contend
+    run = subprocess.run([sys.executable, str(script), "--smoke", "--device", "cpu", "--repeat", "1", "--json",
+                          str(out)], capture_output=True, text=True, timeout=300, env=env)
+    assert run.returncode == 0, run.stderr
+    report = json.loads(out.read_text())
+    results = report["results"]
+    for res in (32, 64):
+        shape = results[f"shape_encoder_{res}"]
+        assert shape["voxels"] == results[f"tex_encoder_{res}"]["voxels"] > shape["latent_tokens"] > 0
+        assert report["per_asset_seconds"][str(res)] > 0
+    assert results["ss_encoder"]["latent_side"] == 8 and results["ss_encoder"]["occupied"] > 0
+    assert report["smoke"] is True and report["precision"] == "fp32"

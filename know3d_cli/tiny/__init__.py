@@ -18,7 +18,7 @@ from .trellis2 import write_tiny_trellis2
 
 logger = logging.getLogger(__name__)
 
-LAYOUT_VERSION = "1"
+LAYOUT_VERSION = "2"  # 2: TRELLIS.2 encoders added
 _MARKER = f".complete-v{LAYOUT_VERSION}"
 
 

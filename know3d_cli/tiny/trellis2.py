@@ -1,13 +1,15 @@
 """Tiny random TRELLIS.2-4B and TRELLIS-image-large folders in the released on-disk layout.
 
 `<root>/trellis2/`: `pipeline.json` (the released structure, sampler values and latent normalisation) and
-`ckpts/<released name>.{json,safetensors}` for the sparse-structure flow, the four structured-latent flows and the
-shape and texture decoders. `<root>/trellis_image_large/ckpts/ss_dec_conv3d_16l8_fp16.{json,safetensors}`: the
-sparse-structure decoder. Every network has the released classes, argument keys, levels and block types, and the
-released tensor names up to the number of blocks, with tiny widths; files are stored in the released dtypes (DiTs
-bf16, SC-VAE decoders fp16, the sparse-structure decoder's fp16 block convs and fp32 rest).
+`ckpts/<released name>.{json,safetensors}` for the sparse-structure flow, the four structured-latent flows, the
+shape and texture decoders and the shape and texture encoders (used by `know3d data build`; pipeline.json does not
+list them, as in the release). `<root>/trellis_image_large/ckpts/ss_{dec,enc}_conv3d_16l8_fp16.{json,safetensors}`:
+the sparse-structure decoder and encoder. Every network has the released classes, argument keys, levels and block
+types, and the released tensor names up to the number of blocks, with tiny widths; files are stored in the released
+dtypes (DiTs bf16, SC-VAE decoders and encoders fp16, the sparse-structure decoder's and encoder's fp16 block convs
+and fp32 rest).
 
-Test weights only. Two of them are shaped rather than left random, so that the chain yields a usable result:
+Test weights only. Some of them are shaped rather than left random, so that the chain yields a usable result:
 
 - The sparse-structure decoder is built to produce one smooth central blob. Its residual stream carries a "signal"
   channel next to large constant "anchor" channels (so each channel LayerNorm acts almost linearly on the signal);
@@ -23,6 +25,10 @@ Test weights only. Two of them are shaped rather than left random, so that the c
   come in solid 2x2x2 groups, so the dual-grid mesh has faces.
 - The flows' adaLN-Zero layers and output layers (zero at init, so an untrained flow would predict v = 0) get small
   random weights, so every flow changes its input.
+- The shape and texture encoders' `to_latent` layers are rescaled so that, on the O-Voxel of a sphere
+  (`sphere_dual_grid`), the posterior mean has the released per-channel latent mean and std (so encoded latents
+  normalise to unit scale with pipeline.json's statistics, and the tiny shape decoder subdivides them as it does
+  sampled latents), and the posterior std is `TINY_POSTERIOR_STD` of the released latent std.
 """
 
 from __future__ import annotations
@@ -39,9 +45,12 @@ from torch import nn
 from ..io import atomic_write
 from ..trellis2.checkpoint import save_checkpoint
 from ..trellis2.models.flexi_dual_grid_vae_decoder import FlexiDualGridVaeDecoder
+from ..trellis2.models.flexi_dual_grid_vae_encoder import FlexiDualGridVaeEncoder
 from ..trellis2.models.sparse_structure_decoder import ResBlock3d, SparseStructureDecoder, Upsample3d
+from ..trellis2.models.sparse_structure_encoder import SparseStructureEncoder
 from ..trellis2.models.sparse_structure_flow import SparseStructureFlowModel
 from ..trellis2.models.sparse_unet_vae_decoder import SparseUnetVaeDecoder
+from ..trellis2.models.sparse_unet_vae_encoder import SparseUnetVaeEncoder
 from ..trellis2.models.structured_latent_flow import SLatFlowModel
 from ..trellis2.sparse.tensor import SparseTensor
 from .marker import clear, is_complete, mark_complete
@@ -58,11 +67,16 @@ TINY_NUM_BLOCKS = 2
 TINY_DECODER_CHANNELS = [32, 32, 16, 16, 8]  # released [1024, 512, 256, 128, 64]
 TINY_DECODER_BLOCKS = [1, 1, 1, 1, 0]  # released [4, 16, 8, 4, 0]
 TINY_SS_DECODER_CHANNELS = [32, 16, 8]  # released [512, 128, 32]
+TINY_ENCODER_CHANNELS = [8, 16, 16, 32, 32]  # released [64, 128, 256, 512, 1024]
+TINY_ENCODER_BLOCKS = [0, 1, 1, 1, 1]  # released [0, 4, 8, 16, 4]
+TINY_SS_ENCODER_CHANNELS = [8, 16, 32]  # released [32, 128, 512]
 TINY_SS_OCCUPANCY = 0.06  # fraction of the 64^3 grid the tiny sparse-structure decoder marks occupied
 TINY_SUBDIVIDED = 0.3  # fraction of voxels the tiny shape decoder subdivides (into all 8 children): x2.4 per level
+TINY_POSTERIOR_STD = 0.1  # posterior std of the tiny SC-VAE encoders, as a fraction of the released latent std
 
 SS_DECODER_NAME = "ss_dec_conv3d_16l8_fp16"
 SS_DECODER_REPO_PATH = f"microsoft/TRELLIS-image-large/ckpts/{SS_DECODER_NAME}"
+SS_ENCODER_NAME = "ss_enc_conv3d_16l8_fp16"
 
 _SAMPLER = "FlowEulerGuidanceIntervalSampler"
 
@@ -130,6 +144,8 @@ _DIT_SHAPES = {
 }
 SHAPE_DECODER_NAME = "shape_dec_next_dc_f16c32_fp16"
 TEX_DECODER_NAME = "tex_dec_next_dc_f16c32_fp16"
+SHAPE_ENCODER_NAME = "shape_enc_next_dc_f16c32_fp16"
+TEX_ENCODER_NAME = "tex_enc_next_dc_f16c32_fp16"
 
 
 def released_models_map() -> dict[str, str]:
@@ -156,7 +172,7 @@ def write_tiny_trellis2(
     """
     root = Path(root)
     trellis_dir, ss_dir = root / TRELLIS2_DIR, root / SS_DECODER_DIR
-    kind = f"trellis2-cond{cond_channels}"
+    kind = f"trellis2-cond{cond_channels}-enc"  # "-enc": folders written before the encoders were added are redone
     if is_complete(trellis_dir, kind, seed) and is_complete(ss_dir, kind, seed):
         return trellis_dir, ss_dir
     clear(trellis_dir)
@@ -167,6 +183,10 @@ def write_tiny_trellis2(
         _write_sc_vae_decoder(trellis_dir, shape=True, seed=seed * 100 + 10)
         _write_sc_vae_decoder(trellis_dir, shape=False, seed=seed * 100 + 11)
         _write_ss_decoder(ss_dir, seed=seed * 100 + 20)
+        # each network seeds itself, so adding these left every earlier file unchanged
+        _write_sc_vae_encoder(trellis_dir, shape=True, seed=seed * 100 + 12)
+        _write_sc_vae_encoder(trellis_dir, shape=False, seed=seed * 100 + 13)
+        _write_ss_encoder(ss_dir, seed=seed * 100 + 21)
     pipeline = {"name": "Trellis2ImageTo3DPipeline", "args": {"models": released_models_map(),
                                                                **RELEASED_PIPELINE_ARGS}}
     atomic_write(trellis_dir / "pipeline.json", (json.dumps(pipeline, indent=4) + "\n").encode())
@@ -263,6 +283,107 @@ def _calibrate_subdivision(decoder: FlexiDualGridVaeDecoder, fraction: float, ge
         finally:
             hook.remove()
         head.bias.fill_(-torch.quantile(captured[-1], 1.0 - fraction).item())
+
+
+# ------------------------------------------------------------------------------------------- SC-VAE encoders
+def encoder_args(shape: bool) -> dict[str, Any]:
+    """Json args of the tiny shape (FlexiDualGridVaeEncoder) or texture (SparseUnetVaeEncoder) encoder."""
+    common = {
+        "model_channels": list(TINY_ENCODER_CHANNELS),
+        "latent_channels": 32,
+        "num_blocks": list(TINY_ENCODER_BLOCKS),
+        "block_type": ["SparseConvNeXtBlock3d"] * len(TINY_ENCODER_CHANNELS),
+        "down_block_type": ["SparseResBlockS2C3d"] * (len(TINY_ENCODER_CHANNELS) - 1),
+        "use_fp16": True,
+    }
+    return common if shape else {"in_channels": 6, **common}
+
+
+def _write_sc_vae_encoder(trellis_dir: Path, shape: bool, seed: int) -> None:
+    cls, name = (FlexiDualGridVaeEncoder, SHAPE_ENCODER_NAME) if shape else (SparseUnetVaeEncoder, TEX_ENCODER_NAME)
+    args = encoder_args(shape)
+    torch.manual_seed(seed)
+    model = cls(**args)
+    model.convert_to_fp16()  # round to the stored precision first, so the calibration sees the saved weights
+    model.convert_to_fp32()
+    _calibrate_posterior(model, shape)
+    save_checkpoint(model, trellis_dir / "ckpts" / name, cls.__name__, args, dtype=torch.float16)
+
+
+def sphere_dual_grid(resolution: int = 64, radius: float = 30.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The flexible dual grid of a sphere centred in a `resolution`^3 grid (radius in voxels), the encoders' layout.
+
+    A voxel is active when the sphere passes through it; its dual vertex is the sphere point nearest its centre; its
+    flag on axis a says the sphere crosses the a-edge through the voxel's maximum corner.
+
+    Returns:
+        coords (N, 4) int32 (batch 0, x, y, z), vertices (N, 3) float32 in [0, 1], intersected (N, 3) bool.
+    """
+    axis = torch.arange(resolution)
+    grid = torch.stack(torch.meshgrid(axis, axis, axis, indexing="ij"), dim=-1).reshape(-1, 3)
+    centre = torch.full((3,), resolution / 2)
+    xyz = grid[((grid + 0.5 - centre).norm(dim=1) - radius).abs() < 0.5 * math.sqrt(3)]  # the sphere can cross it
+    direction = xyz + 0.5 - centre
+    vertices = (centre + direction / direction.norm(dim=1, keepdim=True) * radius - xyz).clamp(0.0, 1.0)
+    corner = (xyz + 1).float()  # the maximum corner, shared by the three owned edges
+
+    def inside(points: torch.Tensor) -> torch.Tensor:
+        return (points - centre).norm(dim=-1) < radius
+
+    flags = torch.stack([inside(corner) != inside(corner - torch.eye(3)[a]) for a in range(3)], dim=1)
+    coords = torch.cat([torch.zeros(len(xyz), 1, dtype=torch.int64), xyz], dim=1).to(torch.int32)
+    return coords, vertices.float(), flags
+
+
+def sphere_pbr_attributes(coords: torch.Tensor, resolution: int = 64) -> torch.Tensor:
+    """(N, 6) texture-encoder input on `coords`: a base-colour ramp over the grid, metallic 0.1, roughness 0.7,
+    alpha 1, mapped to [-1, 1]."""
+    base_colour = coords[:, 1:].float() / resolution
+    constant = torch.tensor([0.1, 0.7, 1.0]).expand(len(coords), 3)
+    return torch.cat([base_colour, constant], dim=1) * 2 - 1
+
+
+@torch.no_grad()
+def _calibrate_posterior(encoder: SparseUnetVaeEncoder, shape: bool) -> None:
+    """Rescale `to_latent` so the posterior on a sphere has the released latent statistics (module docstring)."""
+    coords, vertices, flags = sphere_dual_grid()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny matrices gain nothing from threads, and the result no longer depends on them
+    try:
+        if shape:
+            posterior = encoder(SparseTensor(vertices, coords), SparseTensor(flags, coords))
+        else:
+            posterior = encoder(SparseTensor(sphere_pbr_attributes(coords), coords))
+    finally:
+        torch.set_num_threads(threads)
+    norm = RELEASED_PIPELINE_ARGS["shape_slat_normalization" if shape else "tex_slat_normalization"]
+    target_mean, target_std = torch.tensor(norm["mean"]), torch.tensor(norm["std"])
+    scale = target_std / posterior.mean.std(dim=0).clamp_min(1e-6)
+    channels = encoder.latent_channels
+    weight, bias = encoder.to_latent.weight, encoder.to_latent.bias
+    weight[:channels] *= scale[:, None]
+    bias[:channels] = (bias[:channels] - posterior.mean.mean(dim=0)) * scale + target_mean
+    weight[channels:] *= 0.01
+    bias[channels:] = 2 * torch.log(TINY_POSTERIOR_STD * target_std)
+
+
+# ------------------------------------------------------------------------------------ sparse-structure encoder
+def ss_encoder_args() -> dict[str, Any]:
+    return {
+        "in_channels": 1,
+        "latent_channels": 8,
+        "num_res_blocks": 2,
+        "num_res_blocks_middle": 2,
+        "channels": list(TINY_SS_ENCODER_CHANNELS),
+        "use_fp16": True,
+    }
+
+
+def _write_ss_encoder(ss_dir: Path, seed: int) -> None:
+    torch.manual_seed(seed)
+    encoder = SparseStructureEncoder(**ss_encoder_args())
+    encoder.convert_to_fp16()  # block convs fp16, input/output layers and norms fp32, as released
+    save_checkpoint(encoder, ss_dir / "ckpts" / SS_ENCODER_NAME, "SparseStructureEncoder", ss_encoder_args())
 
 
 # ------------------------------------------------------------------------------------ sparse-structure decoder
@@ -386,22 +507,33 @@ def _shape_blob(decoder: SparseStructureDecoder, generator: torch.Generator) -> 
 __all__ = [
     "RELEASED_PIPELINE_ARGS",
     "SHAPE_DECODER_NAME",
+    "SHAPE_ENCODER_NAME",
     "SS_DECODER_DIR",
     "SS_DECODER_NAME",
+    "SS_ENCODER_NAME",
     "TEX_DECODER_NAME",
+    "TEX_ENCODER_NAME",
     "TINY_COND_CHANNELS",
     "TINY_DECODER_BLOCKS",
     "TINY_DECODER_CHANNELS",
+    "TINY_ENCODER_BLOCKS",
+    "TINY_ENCODER_CHANNELS",
     "TINY_MODEL_CHANNELS",
     "TINY_NUM_BLOCKS",
     "TINY_NUM_HEADS",
+    "TINY_POSTERIOR_STD",
     "TINY_SS_DECODER_CHANNELS",
+    "TINY_SS_ENCODER_CHANNELS",
     "TINY_SS_OCCUPANCY",
     "TINY_SUBDIVIDED",
     "TRELLIS2_DIR",
     "decoder_args",
     "dit_args",
+    "encoder_args",
     "released_models_map",
+    "sphere_dual_grid",
+    "sphere_pbr_attributes",
+    "ss_encoder_args",
     "tiny_ss_decoder",
     "write_tiny_trellis2",
 ]

@@ -53,9 +53,12 @@ _FILE_DTYPES = {
 def model_classes() -> dict[str, type[nn.Module]]:
     """The registry: released checkpoint class name -> our module."""
     from .models.flexi_dual_grid_vae_decoder import FlexiDualGridVaeDecoder
+    from .models.flexi_dual_grid_vae_encoder import FlexiDualGridVaeEncoder
     from .models.sparse_structure_decoder import SparseStructureDecoder
+    from .models.sparse_structure_encoder import SparseStructureEncoder
     from .models.sparse_structure_flow import SparseStructureFlowModel
     from .models.sparse_unet_vae_decoder import SparseUnetVaeDecoder
+    from .models.sparse_unet_vae_encoder import SparseUnetVaeEncoder
     from .models.structured_latent_flow import SLatFlowModel
 
     return {
@@ -64,6 +67,9 @@ def model_classes() -> dict[str, type[nn.Module]]:
         "SparseStructureDecoder": SparseStructureDecoder,
         "FlexiDualGridVaeDecoder": FlexiDualGridVaeDecoder,
         "SparseUnetVaeDecoder": SparseUnetVaeDecoder,
+        "SparseStructureEncoder": SparseStructureEncoder,
+        "FlexiDualGridVaeEncoder": FlexiDualGridVaeEncoder,
+        "SparseUnetVaeEncoder": SparseUnetVaeEncoder,
     }
 
 

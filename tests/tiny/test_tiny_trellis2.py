@@ -281,3 +281,58 @@ def test_shape_decoder_subdivides_all_or_nothing(folders, precision):
         counts.append(8 * int(children.all(dim=1).sum()))  # the next level holds exactly those children
     assert counts[-1] == len(out.feats)
     assert all(1.6 < b / a < 3.2 for a, b in zip(counts, counts[1:])), counts  # ~x2.4 per level, not ~x4
+
+
+# ------------------------------------------------------------------------------------------------ encoders
+def _encoder_stems(trellis: Path, large: Path) -> dict[str, Path]:
+    """Released manifest key -> tiny stem of the three encoders (not in pipeline.json, as in the release)."""
+    from know3d_cli.tiny.trellis2 import SHAPE_ENCODER_NAME, SS_ENCODER_NAME, TEX_ENCODER_NAME
+
+    return {
+        f"TRELLIS.2-4B/ckpts/{SHAPE_ENCODER_NAME}": trellis / "ckpts" / SHAPE_ENCODER_NAME,
+        f"TRELLIS.2-4B/ckpts/{TEX_ENCODER_NAME}": trellis / "ckpts" / TEX_ENCODER_NAME,
+        f"TRELLIS-image-large/ckpts/{SS_ENCODER_NAME}": large / "ckpts" / SS_ENCODER_NAME,
+    }
+
+
+def test_tiny_encoders_have_the_released_names_args_and_keys(folders, released_checkpoint):
+    from know3d_cli.tiny.trellis2 import encoder_args, ss_encoder_args
+
+    trellis, large = folders
+    assert not any("_enc_" in path for path in dict(read_pipeline_json(trellis).models).values())  # as released
+    for key, stem in _encoder_stems(trellis, large).items():
+        released = released_checkpoint(key)
+        config = json.loads(Path(f"{stem}.json").read_text())
+        assert config["name"] == released["class"], key
+        assert set(config["args"]) == set(released["args"]), key
+        assert config["args"]["use_fp16"] is True and config["args"]["latent_channels"] == released["args"][
+            "latent_channels"]
+        assert config["args"] in (encoder_args(True), encoder_args(False), ss_encoder_args())
+        with safe_open(f"{stem}.safetensors", framework="pt") as f:
+            tiny = {k: len(f.get_slice(k).get_shape()) for k in f.keys()}
+        assert _shape_of_keys(tiny) == _shape_of_keys(released["tensors"]), key  # every kind of tensor, no other
+        plain = {k for k in released["tensors"] if not re.search(r"\.\d+\.", k)}
+        assert plain == {k for k in tiny if not re.search(r"\.\d+\.", k)}, key
+        ranks: dict[str, set[int]] = {}  # out_layer.0 and out_layer.2 share a normalised name
+        for name, shape in released["tensors"].items():
+            ranks.setdefault(next(iter(_shape_of_keys([name]))), set()).add(len(shape))
+        for name, rank in tiny.items():
+            same = len(released["tensors"][name]) == rank if name in released["tensors"] else None
+            assert same or (same is None and rank in ranks[next(iter(_shape_of_keys([name])))]), (key, name)
+
+
+def test_tiny_encoders_store_the_released_dtypes_and_load_strictly(folders):
+    trellis, large = folders
+    for key, stem in _encoder_stems(trellis, large).items():
+        with safe_open(f"{stem}.safetensors", framework="pt") as f:
+            stored = {k: f.get_slice(k).get_dtype() for k in f.keys()}
+        if key.startswith("TRELLIS-image-large"):  # fp16 block convs, fp32 input/output layers and norms
+            for name, dtype in stored.items():
+                block_conv = name.startswith(("middle_block.", "blocks.")) and ".conv" in name
+                assert dtype == ("F16" if block_conv else "F32"), name
+        else:
+            assert set(stored.values()) == {"F16"}, key
+        model = load_model(stem, precision="reference")
+        assert type(model).__name__ == json.loads(Path(f"{stem}.json").read_text())["name"]
+        assert model.blocks_dtype == torch.float16 and model.input_layer.weight.dtype == torch.float32
+        assert load_model(stem, precision="fp32").blocks_dtype == torch.float32

@@ -4,10 +4,11 @@ from .conv import ConvBackend, SubMConv3d, parse_conv_backend, resolve_conv_back
 from .conv_torch import submanifold_conv3d
 from .neighbors import build_neighbor_map, kernel_offsets, neighbor_map
 from .norm import LayerNorm32
-from .spatial import Subdivision, channel_to_spatial, child_offsets, subdivide
+from .spatial import Coarsening, Subdivision, channel_to_spatial, child_offsets, coarsen, spatial_to_channel, subdivide
 from .tensor import SparseTensor
 
 __all__ = [
+    "Coarsening",
     "ConvBackend",
     "LayerNorm32",
     "SparseTensor",
@@ -16,11 +17,13 @@ __all__ = [
     "build_neighbor_map",
     "channel_to_spatial",
     "child_offsets",
+    "coarsen",
     "kernel_offsets",
     "neighbor_map",
     "parse_conv_backend",
     "resolve_conv_backend",
     "set_conv_backend",
+    "spatial_to_channel",
     "subdivide",
     "submanifold_conv3d",
 ]

@@ -1,11 +1,18 @@
-"""Channel-to-spatial upsampling against hand-built one- and two-voxel cases."""
+"""Channel-to-spatial upsampling and its mirror, spatial-to-channel downsampling, against hand-built cases."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from know3d_cli.trellis2.sparse import SparseTensor, channel_to_spatial, child_offsets, subdivide
+from know3d_cli.trellis2.sparse import (
+    SparseTensor,
+    channel_to_spatial,
+    child_offsets,
+    coarsen,
+    spatial_to_channel,
+    subdivide,
+)
 
 
 def test_child_offsets_bit_order():
@@ -69,3 +76,48 @@ def test_bad_shapes_raise():
         subdivide(coords, torch.ones(1, 4, dtype=torch.bool))
     with pytest.raises(ValueError, match="divisible by 8"):
         subdivide(coords, torch.ones(1, 8, dtype=torch.bool)).gather(torch.randn(1, 12))
+
+
+# ------------------------------------------------------------------------------------ spatial-to-channel
+def test_coarsen_hand_built_cell_and_zero_filled_children():
+    # two children of parent (0, 1, 2, 3) and one child of parent (1, 0, 0, 0), given out of order
+    coords = torch.tensor([[1, 1, 0, 0], [0, 3, 5, 6], [0, 2, 4, 7]], dtype=torch.int32)
+    feats = torch.tensor([[7.0, 70.0], [1.0, 10.0], [4.0, 40.0]])
+    y = spatial_to_channel(SparseTensor(feats, coords))
+    assert y.coords.dtype == torch.int32
+    assert y.coords.tolist() == [[0, 1, 2, 3], [1, 0, 0, 0]]  # lexicographic parents
+    expected = torch.zeros(2, 16)
+    expected[0, 2 * 3: 2 * 3 + 2] = torch.tensor([1.0, 10.0])  # (3, 5, 6) is child 1 + 2 = 3 of (1, 2, 3)
+    expected[0, 2 * 4: 2 * 4 + 2] = torch.tensor([4.0, 40.0])  # (2, 4, 7) is child 4
+    expected[1, 2 * 1: 2 * 1 + 2] = torch.tensor([7.0, 70.0])  # (1, 0, 0) is child 1 of (0, 0, 0)
+    assert torch.equal(y.feats, expected)
+    assert y.batch_size == 2 and y.counts == [1, 1]
+
+
+def test_coarsen_inverts_subdivide_and_gather():
+    gen = torch.Generator().manual_seed(0)
+    parts = []
+    for b in range(3):
+        xyz = (torch.rand(9, 7, 8, generator=gen) < 0.3).nonzero()
+        parts.append(torch.cat([torch.full((len(xyz), 1), b), xyz], 1))
+    fine = torch.cat(parts).to(torch.int32)
+    plan = coarsen(fine)
+    keys = plan.coords[:, 0] * 10**6 + plan.coords[:, 1] * 10**4 + plan.coords[:, 2] * 100 + plan.coords[:, 3]
+    assert (keys[1:] > keys[:-1]).all()  # unique, lexicographic (so batch items are contiguous and ascending)
+    mask = torch.zeros(len(plan.coords) * 8, dtype=torch.bool)
+    mask[plan.target] = True
+    back = subdivide(plan.coords, mask.reshape(-1, 8))
+    assert sorted(map(tuple, back.coords.tolist())) == sorted(map(tuple, fine.tolist()))
+    feats = torch.randn(len(fine), 5, generator=gen)
+    merged = plan.scatter(feats)  # (M, 40)
+    restored = back.gather(merged)  # children in subdivide's order
+    order = {tuple(c): i for i, c in enumerate(fine.tolist())}
+    rows = torch.tensor([order[tuple(c)] for c in back.coords.tolist()])
+    assert torch.equal(restored, feats[rows])
+
+
+def test_coarsen_empty_and_bad_rows():
+    plan = coarsen(torch.zeros(0, 4, dtype=torch.int32))
+    assert plan.coords.shape == (0, 4) and plan.scatter(torch.zeros(0, 3)).shape == (0, 24)
+    with pytest.raises(ValueError, match="3 feature rows"):
+        coarsen(torch.tensor([[0, 0, 0, 0]], dtype=torch.int32)).scatter(torch.zeros(3, 2))
