@@ -171,7 +171,7 @@ def validate_train(cfg: TrainConfig) -> None:
     positive = [("train.steps", cfg.steps), ("train.batch_size", cfg.batch_size),
                 ("train.accumulation", cfg.accumulation), ("train.log_every", cfg.log_every),
                 ("train.checkpoint_every", cfg.checkpoint_every), ("train.keep_checkpoints", cfg.keep_checkpoints),
-                ("train.t_schedule.std", cfg.t_schedule.std), ("train.optimizer.lr", cfg.optimizer.lr),
+                ("train.t_schedule.std", cfg.t_schedule.std),
                 ("train.grad_clip.window", cfg.grad_clip.window), ("train.adapter.proj_channels",
                                                                    cfg.adapter.proj_channels),
                 ("train.editor_lora.steps", cfg.editor_lora.steps),
@@ -183,7 +183,7 @@ def validate_train(cfg: TrainConfig) -> None:
             raise ConfigError(f"invalid value {value!r} for {key}; expected a number > 0")
     non_negative = [("train.seed", cfg.seed), ("train.lr_schedule.warmup_steps", cfg.lr_schedule.warmup_steps),
                     ("train.validation.every", cfg.validation.every), ("train.num_workers", cfg.num_workers),
-                    ("train.optimizer.weight_decay", cfg.optimizer.weight_decay)]
+                    ("train.optimizer.weight_decay", cfg.optimizer.weight_decay), ("train.optimizer.lr", cfg.optimizer.lr)]
     for key, value in non_negative:
         if value < 0:
             raise ConfigError(f"invalid value {value!r} for {key}; expected a number >= 0")
