@@ -327,6 +327,15 @@ def train_export(
           "files": [str(f) for f in result.files]})
 
 
+@train_app.command("editor-lora")
+def train_editor_lora(overrides: OverridesArg = None, quiet: QuietOpt = False, debug: DebugOpt = False) -> None:
+    """LoRA of the editor's MMDiT on the dataset's front -> back render pairs (train.editor_lora.*)."""
+    _setup(quiet, debug)
+    from .train.editor_lora import train_editor_lora as run
+
+    run(_load(list(overrides or [])), emit=emit)
+
+
 # ------------------------------------------------------------------------------------ doctor, config
 @app.command()
 def doctor(out: OutOpt = Path("outputs"), overrides: OverridesArg = None) -> None:
