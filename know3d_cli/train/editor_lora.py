@@ -16,7 +16,6 @@ keeps the last one; the optimiser state is not kept).
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import tempfile
 import time
@@ -32,7 +31,7 @@ from PIL import Image
 from .. import hub
 from ..config import EditorConfig, Know3dConfig
 from ..errors import BackendUnavailable, ConfigError, InputError
-from ..io import ensure_writable_dir
+from ..io import atomic_write, ensure_writable_dir
 from ..runtime import resolve_runtime
 from ..train_config import TrainStage
 from .data_order import DataOrder, seed_sequence
@@ -122,7 +121,7 @@ def train_editor_lora(cfg: Know3dConfig, emit: Callable[[dict[str, Any]], None] 
             with torch.autocast(runtime.device.type, dtype=torch.bfloat16, enabled=use_bf16):
                 loss = objective.loss(transformer, cache[(index, variant)], sigma, noise)
             (loss / lcfg.batch_size).backward()
-            total += float(loss) / lcfg.batch_size
+            total += float(loss.detach()) / lcfg.batch_size
         norm = float(torch.nn.utils.clip_grad_norm_(params, lcfg.max_grad_norm))
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -144,7 +143,7 @@ def save_lora(pipe, transformer, lora_state: dict[str, torch.Tensor], out_dir: P
     try:
         pipe.save_lora_weights(str(tmp), transformer_lora_layers=lora_state, weight_name=LORA_FILE,
                                transformer_lora_adapter_metadata=transformer.peft_config["default"].to_dict())
-        os.replace(tmp / LORA_FILE, out_dir / LORA_FILE)
+        atomic_write(out_dir / LORA_FILE, (tmp / LORA_FILE).read_bytes())
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out_dir / LORA_FILE
