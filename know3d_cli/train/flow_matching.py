@@ -11,7 +11,9 @@ from the configured schedule: logit-normal `sigmoid(N(mean, std))` (released SS 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -19,6 +21,9 @@ import torch.nn.functional as F
 
 from ..train_config import TimeSchedule, TimeScheduleConfig
 from .models import MODEL_TIME_SCALE
+
+if TYPE_CHECKING:
+    from .batch import ModelInputs
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +63,17 @@ class FlowMatching:
         return t * MODEL_TIME_SCALE
 
 
+def training_loss(model: Callable[..., torch.Tensor], objective: FlowMatching, inputs: ModelInputs
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The loss of one micro-batch and its per-sample values: `model(x_t, 1000 t, cond, ext, coords)` -> velocity.
+
+    Returns:
+        (scalar loss with gradient, (B,) detached per-sample losses).
+    """
+    pred = model(inputs.x_t, objective.model_time(inputs.t), inputs.cond, inputs.ext_tokens, inputs.coords)
+    return mse(pred, inputs.target), per_sample_mse(pred, inputs.target, inputs.rows)
+
+
 def mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Mean squared error over every element, in fp32 (the training loss)."""
     return F.mse_loss(pred.float(), target.float())
@@ -77,4 +93,4 @@ def t_bin_means(t: np.ndarray, losses: np.ndarray, bins: int = NUM_T_BINS) -> di
     return {str(i): float(np.mean(losses[index == i])) for i in range(bins) if (index == i).any()}
 
 
-__all__ = ["NUM_T_BINS", "FlowMatching", "mse", "per_sample_mse", "t_bin_means"]
+__all__ = ["NUM_T_BINS", "FlowMatching", "mse", "per_sample_mse", "t_bin_means", "training_loss"]

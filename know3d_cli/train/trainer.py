@@ -41,7 +41,7 @@ from .checkpoint import (
 from .data_order import DataOrder, StepBatchSampler
 from .dataset import TrainingDataset
 from .ema import ExponentialMovingAverage
-from .flow_matching import FlowMatching, mse, per_sample_mse, t_bin_means
+from .flow_matching import FlowMatching, t_bin_means, training_loss
 from .grad_clip import AdaptiveGradClip
 from .lr_schedule import lr_factor
 from .metrics import MetricsLog
@@ -212,12 +212,10 @@ class Trainer:
         for index, inputs in enumerate(micro_batches):
             sync = acc.no_sync(self.model) if index < len(micro_batches) - 1 else nullcontext()
             with sync:
-                pred = self.model(inputs.x_t, self.objective.model_time(inputs.t), inputs.cond, inputs.ext_tokens,
-                                  inputs.coords)
-                loss = mse(pred, inputs.target)
+                loss, losses = training_loss(self.model, self.objective, inputs)
                 acc.backward(loss / len(micro_batches))
             total += loss.detach() / len(micro_batches)
-            per_sample.append(per_sample_mse(pred, inputs.target, inputs.rows))
+            per_sample.append(losses)
             ts.append(inputs.t)
         params = list(self.target.named_trainable().values())
         norm = float(acc.clip_grad_norm_(params, self.clip.threshold))
