@@ -28,8 +28,9 @@ from ..trellis2.checkpoint import (
     save_adapter,
     save_checkpoint,
 )
-from ..trellis2.models.know3d_adapter import Know3dAdapter
+from ..trellis2.models.know3d_adapter import ExtCondition, Know3dAdapter
 from ..trellis2.nn.attention import set_attention_backend
+from ..trellis2.nn.transformer_block import ExtHook
 from ..trellis2.pipeline_spec import PipelineSpec, read_pipeline_json
 from ..trellis2.sampler import MODEL_TIME_SCALE, SamplerSettings, sample
 from ..trellis2.sparse.tensor import SparseTensor
@@ -50,8 +51,8 @@ DINO_TENSORS = {TrainStage.SS: "dino_512", TrainStage.SHAPE_512: "dino_512", Tra
 SHAPE_RESOLUTIONS = {TrainStage.SHAPE_512: 512, TrainStage.SHAPE_1024: 1024}
 
 __all__ = [
-    "ADAPTER_FILES", "DINO_TENSORS", "FLOW_ROLES", "MODEL_TIME_SCALE", "SHAPE_RESOLUTIONS", "FlowCheckpoint",
-    "Know3dAdapter", "LatentNormalization", "SamplerSettings", "SparseTensor", "TrellisFolder", "build_adapter",
+    "ADAPTER_FILES", "DINO_TENSORS", "FLOW_ROLES", "MODEL_TIME_SCALE", "SHAPE_RESOLUTIONS", "ExtCondition", "ExtHook",
+    "FlowCheckpoint", "Know3dAdapter", "LatentNormalization", "SamplerSettings", "SparseTensor", "TrellisFolder", "build_adapter",
     "load_adapter", "open_trellis", "sample", "save_adapter", "save_checkpoint",
 ]
 

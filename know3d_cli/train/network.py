@@ -2,8 +2,9 @@
 
 Tensor in, tensor out (sparse latents travel as feats + coords), so DDP/FSDP hooks see plain tensors. With an
 adapter, the flow is frozen and only the adapter trains; otherwise the flow trains. Gradient checkpointing
-recomputes each flow block in the backward pass (the adapter's extra attention runs inside the blocks, so it is
-recomputed too).
+recomputes each flow block in the backward pass. The adapter's per-block keys/values of the editor tokens are
+computed inside each block (`PerBlockExtCondition`), so checkpointing recomputes them too instead of keeping all
+blocks' keys/values alive for the backward pass (inference prepares them once for every sampler step instead).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from .models import Know3dAdapter, SparseTensor
+from .models import ExtCondition, ExtHook, Know3dAdapter, SparseTensor
 
 logger = logging.getLogger(__name__)
 
@@ -78,10 +79,28 @@ class FlowTrainingModule(nn.Module):
         if self.adapter is not None:
             if ext_tokens is None:
                 raise ValueError("an adapter is being trained but no editor tokens were given")
-            ext = self.adapter.condition(ext_tokens)
+            ext = PerBlockExtCondition(self.adapter, ext_tokens)
         if coords is None:
             return self.flow(x_t, t_model, cond, ext=ext)
         return self.flow(SparseTensor(x_t, coords), t_model, cond, ext=ext).feats
+
+
+class PerBlockExtCondition:
+    """A flow's `ext` argument that projects the editor tokens once and prepares each adapted block's keys/values
+    inside that block's forward (same values as `Know3dAdapter.condition`, different memory life)."""
+
+    def __init__(self, adapter: Know3dAdapter, tokens: torch.Tensor):
+        self.adapter = adapter
+        self.tokens = adapter.project(tokens)  # (B, T, proj_channels)
+
+    def check(self, model: nn.Module, batch_size: int) -> None:
+        ExtCondition(adapter=self.adapter, tokens=self.tokens, contexts={}).check(model, batch_size)
+
+    def hook(self, block_index: int) -> ExtHook | None:
+        layer = self.adapter.ext_attn(block_index)
+        if layer is None:
+            return None
+        return lambda x, layout: layer(x, layer.prepare(self.tokens), layout)
 
 
 def enable_block_checkpointing(block: nn.Module) -> None:
@@ -97,4 +116,4 @@ def enable_block_checkpointing(block: nn.Module) -> None:
     block.forward = checkpointed
 
 
-__all__ = ["FlowTrainingModule", "enable_block_checkpointing"]
+__all__ = ["FlowTrainingModule", "PerBlockExtCondition", "enable_block_checkpointing"]

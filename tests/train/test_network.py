@@ -7,8 +7,9 @@ import torch
 
 from know3d_cli.tiny.trellis2 import dit_args
 from know3d_cli.train.models import Know3dAdapter
-from know3d_cli.train.network import FlowTrainingModule
+from know3d_cli.train.network import FlowTrainingModule, PerBlockExtCondition
 from know3d_cli.trellis2.models import SLatFlowModel
+from know3d_cli.trellis2.sparse.tensor import SparseTensor
 
 
 def make(adapter: bool, checkpointing: bool) -> FlowTrainingModule:
@@ -70,3 +71,12 @@ def test_a_fresh_adapter_leaves_the_flow_unchanged(one_thread):
     assert torch.equal(base, with_adapter)
     with pytest.raises(ValueError):
         FlowTrainingModule(module.flow, fresh, False)(x, t, cond, None, coords)
+
+
+def test_per_block_keys_and_values_equal_the_inference_conditioning(one_thread):
+    module = make(adapter=True, checkpointing=False)
+    x, t, cond, ext, coords = inputs()
+    with torch.no_grad():
+        lazy = module.flow(SparseTensor(x, coords), t, cond, ext=PerBlockExtCondition(module.adapter, ext)).feats
+        eager = module.flow(SparseTensor(x, coords), t, cond, ext=module.adapter.condition(ext)).feats
+    assert torch.equal(lazy, eager)
