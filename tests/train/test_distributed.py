@@ -13,6 +13,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from know3d_cli.config import load_config
+from know3d_cli.train import run_training
+
 from .conftest import train_overrides
 
 REPO = Path(__file__).resolve().parents[2]
@@ -23,35 +26,40 @@ PARAM_ATOL = 5e-5
 LOSS_RTOL = 1e-5
 
 
-def launch(args: list[str], processes: int) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    if processes == 1:
-        cmd = [sys.executable, "-m", "know3d_cli", "train", *args]
-    else:
-        accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent)) or shutil.which("accelerate")
-        if accelerate is None:
-            pytest.skip("the accelerate launcher is not installed")
-        cmd = [accelerate, "launch", "--multi_gpu", "--num_processes", str(processes), "--num_machines", "1",
-               "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "know3d_cli", "train", *args]
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
-
-
 def test_two_processes_match_one_with_the_same_global_batch(tiny_root, train_data, tmp_path):
-    extra = ["train=shape_512", "train.steps=2", "train.optimizer.lr=1e-3", "train.checkpoint_every=2", "--quiet"]
-    launched = {p: launch(train_overrides(tiny_root, train_data, tmp_path / f"p{p}", *extra), p) for p in (1, 2)}
-    runs = {}
-    for processes, proc in launched.items():
-        stdout, stderr = proc.communicate(timeout=300)
-        assert proc.returncode == 0, stderr[-3000:]
-        out = tmp_path / f"p{processes}"
-        events = [json.loads(line) for line in stdout.splitlines()]  # stdout: JSON lines of rank 0 only
-        assert events[0]["event"] == "train_start" and events[0]["processes"] == processes
-        assert [e["event"] for e in events].count("train_done") == 1
-        runs[processes] = (events, load_file(out / "checkpoints" / "step-0000002" / "trainable.safetensors"))
-    losses = {p: [e["loss"] for e in events if e["event"] == "train"] for p, (events, _) in runs.items()}
-    assert len(losses[1]) == 2
-    torch.testing.assert_close(torch.tensor(losses[2]), torch.tensor(losses[1]), rtol=LOSS_RTOL, atol=0)
-    single, double = runs[1][1], runs[2][1]
+    accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent)) or shutil.which("accelerate")
+    if accelerate is None:
+        pytest.skip("the accelerate launcher is not installed")
+    extra = ["train=shape_512", "train.steps=2", "train.optimizer.lr=1e-3", "train.checkpoint_every=2"]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    launched = subprocess.Popen(
+        [accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision",
+         "no", "--dynamo_backend", "no", "-m", "know3d_cli", "train",
+         *train_overrides(tiny_root, train_data, tmp_path / "two", *extra), "--quiet"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
+    try:  # the one-process reference runs here meanwhile
+        single_events: list[dict] = []
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            run_training(load_config(train_overrides(tiny_root, train_data, tmp_path / "one", *extra)),
+                         emit=single_events.append)
+        finally:
+            torch.set_num_threads(threads)
+        stdout, stderr = launched.communicate(timeout=300)
+    finally:
+        launched.kill()
+    assert launched.returncode == 0, stderr[-3000:]
+    events = [json.loads(line) for line in stdout.splitlines()]  # stdout: JSON lines of the main process only
+    assert events[0]["event"] == "train_start" and events[0]["processes"] == 2
+    assert [e["event"] for e in events].count("train_done") == 1
+
+    losses = {name: [e["loss"] for e in evs if e["event"] == "train"]
+              for name, evs in (("one", single_events), ("two", events))}
+    assert len(losses["one"]) == 2
+    torch.testing.assert_close(torch.tensor(losses["two"]), torch.tensor(losses["one"]), rtol=LOSS_RTOL, atol=0)
+    single, double = (load_file(tmp_path / name / "checkpoints" / "step-0000002" / "trainable.safetensors")
+                      for name in ("one", "two"))
     assert single.keys() == double.keys()
     assert any(single[k].abs().max() > 0 for k in single if k.endswith("to_out.weight"))  # zero at init: trained
     for key in single:
