@@ -41,10 +41,6 @@ class FlowTrainingModule(nn.Module):
             for block in flow.blocks:
                 enable_block_checkpointing(block)
 
-    @property
-    def sparse(self) -> bool:
-        return not hasattr(self.flow, "rope_phases")
-
     def train(self, mode: bool = True) -> FlowTrainingModule:
         super().train(mode)
         if self.adapter is not None:

@@ -129,7 +129,9 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(params, lr=tcfg.optimizer.lr, betas=tuple(tcfg.optimizer.betas),
                                            eps=tcfg.optimizer.eps, weight_decay=tcfg.optimizer.weight_decay)
         self.model, self.optimizer = acc.prepare(self.target.module, self.optimizer)
-        self.ema = ExponentialMovingAverage(self.target.named_trainable(), tcfg.ema.rate, tcfg.ema.warmup)
+        # only the main process saves and previews, so only it keeps the average
+        self.ema = ExponentialMovingAverage(self.target.named_trainable(), tcfg.ema.rate if self.main else 0.0,
+                                            tcfg.ema.warmup)
         self.clip = AdaptiveGradClip(tcfg.grad_clip.max_norm, tcfg.grad_clip.percentile, tcfg.grad_clip.window)
         self.order = DataOrder(len(self.dataset), tcfg.seed)
         self.preview = None
@@ -265,8 +267,11 @@ class Trainer:
             set_state_dict(self.model, self.optimizer.optimizer, model_state_dict=state.trainable,
                            optim_state_dict=state.optimizer,
                            options=StateDictOptions(full_state_dict=True, ignore_frozen_params=True, strict=False))
-            if self.ema.enabled:
+            if self.ema.enabled and state.ema:
                 self.ema.load_state_dict(state.ema, state.ema_updates)
+            elif self.ema.enabled:  # the checkpoint kept none (train.ema.rate was 0): average from here on
+                logger.warning("%s holds no EMA; the EMA starts from its weights", path)
+                self.ema = ExponentialMovingAverage(self.target.named_trainable(), self.ema.rate, self.ema.warmup)
         except (KeyError, RuntimeError, ValueError) as exc:
             raise CheckpointError(f"cannot resume from {path}: its tensors do not fit this run ({exc})") from exc
         self.clip.load_state_dict(state.clip)

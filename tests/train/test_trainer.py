@@ -218,3 +218,18 @@ def test_configuration_and_dataset_errors(run_cli, tiny_root, train_data, tmp_pa
     res = run_cli("train", *base, f"train.dataset={broken}")
     assert res.code == EXIT_MISSING and "latents.safetensors" in error_line(res.stderr)
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_resuming_a_run_without_ema_starts_the_average_from_the_checkpoint(tiny_root, train_data, tmp_path,
+                                                                            one_thread):
+    common = [*SHAPE, "train.optimizer.lr=1e-2"]
+    run_training(load_config(train_overrides(tiny_root, train_data, tmp_path, "train.steps=1", "train.ema.rate=0",
+                                             *common)))
+    assert not (tmp_path / "checkpoints" / "step-0000001" / "ema.safetensors").exists()
+    run_training(load_config(train_overrides(tiny_root, train_data, tmp_path, "train.steps=2", "train.ema.rate=0.5",
+                                             "train.ema.warmup=false", *common)), resume="latest")
+    step1 = load_file(tmp_path / "checkpoints" / "step-0000001" / "trainable.safetensors")
+    step2 = load_file(tmp_path / "checkpoints" / "step-0000002" / "trainable.safetensors")
+    ema = load_file(tmp_path / "checkpoints" / "step-0000002" / "ema.safetensors")
+    for key in ema:
+        torch.testing.assert_close(ema[key], 0.5 * step1[key] + 0.5 * step2[key])
