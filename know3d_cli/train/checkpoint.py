@@ -29,6 +29,7 @@ import torch
 
 from ..errors import CheckpointError
 from ..io import atomic_write
+from .models import read_json_object
 
 logger = logging.getLogger(__name__)
 
@@ -190,13 +191,8 @@ def load_training_checkpoint(path: Path) -> TrainingState:
 
 def _read_state(path: Path) -> dict[str, Any]:
     file = path / _STATE
-    if not file.is_file():
-        raise CheckpointError(f"training checkpoint {path} is incomplete or not a checkpoint: {_STATE} not found")
-    try:
-        meta = json.loads(file.read_text())
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise CheckpointError(f"training checkpoint {path} is damaged: {_STATE} is not valid JSON ({exc})") from exc
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+    meta = read_json_object(file, f"training checkpoint {path} is incomplete or not a checkpoint: {_STATE} not found")
+    if meta.get("format") != FORMAT:
         raise CheckpointError(f"{file} is not a know3d training checkpoint")
     if meta.get("version") != VERSION:
         raise CheckpointError(f"{file} has checkpoint version {meta.get('version')!r}; this know3d reads {VERSION}")

@@ -27,7 +27,7 @@ from ..data.schema import (
 )
 from ..errors import InputError
 from ..train_config import TrainStage
-from .models import DINO_TENSORS, SHAPE_RESOLUTIONS, LatentNormalization
+from .models import DINO_TENSORS, SHAPE_RESOLUTIONS, LatentNormalization, read_json_object
 
 logger = logging.getLogger(__name__)
 
@@ -122,15 +122,8 @@ class TrainingDataset(torch.utils.data.Dataset):
 
 def _read_info(root: Path) -> dict[str, Any]:
     path = root / DATASET_FILE
-    if not path.is_file():
-        raise InputError(f"{root} is not a Know3D dataset: {DATASET_FILE} not found (write one with "
-                         "`know3d data build`)")
-    try:
-        info = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise InputError(f"{path} is not valid JSON: {exc}") from exc
-    if not isinstance(info, dict):
-        raise InputError(f"{path}: expected a JSON object")
+    info = read_json_object(path, f"{root} is not a Know3D dataset: {DATASET_FILE} not found (write one with "
+                                  "`know3d data build`)")
     if info.get("schema_version") != SCHEMA_VERSION:
         raise InputError(f"{path}: schema_version {info.get('schema_version')!r}, this know3d reads {SCHEMA_VERSION}")
     if info.get("shape_resolution") not in (512, 1024):

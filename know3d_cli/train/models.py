@@ -25,6 +25,7 @@ from ..trellis2.checkpoint import (
     load_adapter,
     load_model,
     read_checkpoint_json,
+    read_json_object,
     save_adapter,
     save_checkpoint,
 )
