@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -28,6 +29,7 @@ import torch
 from ..config import Know3dConfig
 from ..errors import CheckpointError, ConfigError
 from ..io import ensure_writable_dir
+from ..runtime import resolve_runtime
 from ..train_config import Distributed, LrDecay, MixedPrecision, Trainable, TrainStage
 from .batch import ModelInputs, collate, draw_inputs
 from .checkpoint import (
@@ -89,7 +91,10 @@ class Trainer:
             raise ConfigError("train.dataset is required: train.dataset=DIR (a folder written by `know3d data build`)")
         self.stage = TrainStage(tcfg.stage)
         self.kind = Trainable(tcfg.trainable)
-        on_cpu = cfg.runtime.device == "cpu" or (cfg.runtime.device == "auto" and not torch.cuda.is_available())
+        device = resolve_runtime(cfg.runtime).device  # a CUDA request without a GPU is exit 4
+        on_cpu = device.type == "cpu"
+        if device.type == "cuda" and device.index is not None and "LOCAL_RANK" not in os.environ:
+            torch.cuda.set_device(device)  # one process on the requested GPU; launchers assign one per process
         precision = MixedPrecision(tcfg.mixed_precision)
         self.bf16 = precision == MixedPrecision.BF16 or (precision == MixedPrecision.AUTO and not on_cpu)
         plugins: dict[str, Any] = {}
@@ -99,9 +104,7 @@ class Trainer:
             plugins["fsdp_plugin"] = FullyShardedDataParallelPlugin(
                 use_orig_params=True, auto_wrap_policy="transformer_based_wrap",
                 transformer_cls_names_to_wrap=["ModulatedTransformerCrossBlock"])
-        self.accelerator = Accelerator(
-            cpu=on_cpu, mixed_precision="bf16" if self.bf16 else "no",
-            **plugins)
+        self.accelerator = Accelerator(cpu=on_cpu, mixed_precision="bf16" if self.bf16 else "no", **plugins)
         acc = self.accelerator
         self.main = acc.is_main_process
         if not self.main:

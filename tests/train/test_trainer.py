@@ -233,3 +233,10 @@ def test_resuming_a_run_without_ema_starts_the_average_from_the_checkpoint(tiny_
     ema = load_file(tmp_path / "checkpoints" / "step-0000002" / "ema.safetensors")
     for key in ema:
         torch.testing.assert_close(ema[key], 0.5 * step1[key] + 0.5 * step2[key])
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the machine without a GPU")
+def test_a_cuda_request_without_a_gpu_is_exit_4(run_cli, tiny_root, train_data, tmp_path):
+    res = run_cli("train", *train_overrides(tiny_root, train_data, tmp_path, "runtime.device=cuda"), "--quiet")
+    assert res.code == 4 and "no CUDA GPU" in error_line(res.stderr)
+    assert not (tmp_path / "checkpoints").exists()
