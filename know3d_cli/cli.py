@@ -265,6 +265,77 @@ def models_verify(overrides: OverridesArg = None) -> None:
         raise typer.Exit(EXIT_MISSING)
 
 
+# ------------------------------------------------------------------------------------ train
+class _TrainGroup(typer.core.TyperGroup):
+    """`know3d train [OVERRIDES]` is `know3d train run [OVERRIDES]`: arguments that name no subcommand go to `run`."""
+
+    def parse_args(self, ctx, args):
+        if args and args[0] not in self.commands and args[0] not in ("-h", "--help"):
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
+
+
+TRAIN_EXAMPLES = """
+Examples:
+
+  know3d train train.dataset=data/know3d train.output_dir=runs/ss
+
+  know3d train train=shape_512 train.dataset=data/know3d --resume latest
+
+  accelerate launch --num_processes 8 -m know3d_cli train train.dataset=data/know3d train.batch_size=64
+
+  know3d train export runs/ss --out adapters/mine
+
+  know3d train editor-lora train.dataset=data/know3d train.editor_lora.steps=2000
+"""
+
+train_app = typer.Typer(cls=_TrainGroup, no_args_is_help=True, epilog=TRAIN_EXAMPLES,
+                        help="Train the Know3D adapter (or a TRELLIS.2 flow) and the editor's back-view LoRA.")
+app.add_typer(train_app, name="train")
+
+
+@train_app.command("run", epilog=TRAIN_EXAMPLES)
+def train_run(
+    overrides: OverridesArg = None,
+    resume: Annotated[Optional[str], typer.Option("--resume", help="Continue from 'latest' (in train.output_dir) "
+                                                  "or from a checkpoint folder.")] = None,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Train with the `train.*` settings (the default subcommand: `know3d train OVERRIDES` runs this)."""
+    _setup(quiet, debug)
+    from .train import run_training
+
+    run_training(_load(list(overrides or [])), resume=resume, emit=emit)
+
+
+@train_app.command("export")
+def train_export(
+    checkpoint: Annotated[Path, typer.Argument(help="A checkpoint folder (checkpoints/step-N) or a run folder "
+                                                    "(its newest checkpoint).", show_default=False)],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the exported files (adapter.weights=OUT).")],
+    raw: Annotated[bool, typer.Option("--raw", help="Export the raw weights instead of the EMA.")] = False,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Write what inference loads: <stage>.json + .safetensors (adapter), or ckpts/<name>.* (full flow)."""
+    _setup(quiet, debug)
+    from .train import export_checkpoint
+
+    result = export_checkpoint(checkpoint, out, use_ema=not raw)
+    emit({"event": "export", "checkpoint": str(result.checkpoint), "weights": result.weights,
+          "files": [str(f) for f in result.files]})
+
+
+@train_app.command("editor-lora")
+def train_editor_lora(overrides: OverridesArg = None, quiet: QuietOpt = False, debug: DebugOpt = False) -> None:
+    """LoRA of the editor's MMDiT on the dataset's front -> back render pairs (train.editor_lora.*)."""
+    _setup(quiet, debug)
+    from .train.editor_lora import train_editor_lora as run
+
+    run(_load(list(overrides or [])), emit=emit)
+
+
 # ------------------------------------------------------------------------------------ doctor, config
 @app.command()
 def doctor(out: OutOpt = Path("outputs"), overrides: OverridesArg = None) -> None:

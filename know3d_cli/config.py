@@ -19,6 +19,7 @@ from typing import Any, Optional, TypeVar
 from omegaconf import MISSING, OmegaConf
 
 from .errors import ConfigError
+from .train_config import TrainConfig, validate_train
 
 logger = logging.getLogger(__name__)
 
@@ -155,6 +156,7 @@ class Know3dConfig:
     export: ExportConfig = field(default_factory=ExportConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     models: ModelsConfig = field(default_factory=ModelsConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)  # `know3d train` (train_config.py)
 
 
 # ------------------------------------------------------------------------------------ loading
@@ -235,6 +237,7 @@ def validate(cfg: Know3dConfig) -> None:
             raise ConfigError(f"invalid value {value!r} for {key}; expected a number in [{lo}, {hi}]")
     if cfg.runtime.device != "auto" and not (cfg.runtime.device == "cpu" or cfg.runtime.device.startswith("cuda")):
         raise ConfigError(f"invalid value {cfg.runtime.device!r} for runtime.device; expected auto, cpu, cuda or cuda:N")
+    validate_train(cfg.train)
 
 
 E = TypeVar("E", bound=Enum)

@@ -36,6 +36,7 @@ def run_key(input_sha256: str, back: str, seed: int | None, config: dict[str, An
             cfg.get(section, {}).pop(key, None)
     cfg.pop("back", None)
     cfg.pop("seed", None)
+    cfg.pop("train", None)  # training settings never change a generated asset
     blob = json.dumps({"input": input_sha256, "back": back, "seed": seed, "config": cfg}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 

@@ -40,3 +40,19 @@ def test_bench_encoders_smoke_reports_every_encoder(tmp_path):
         assert report["per_asset_seconds"][str(res)] > 0
     assert results["ss_encoder"]["latent_side"] == 8 and results["ss_encoder"]["occupied"] > 0
     assert report["smoke"] is True and report["precision"] == "fp32"
+TRAIN_SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_train.py"
+
+
+def test_bench_train_gpu_mode_smoke_reports_both_stages(tmp_path):
+    out = tmp_path / "train.json"
+    run = subprocess.run([sys.executable, str(TRAIN_SCRIPT), "--gpu", "--smoke", "--device", "cpu", "--batch", "1",
+                          "--repeat", "1", "--warmup", "0", "--json", str(out)], capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode == 0, run.stderr
+    report = json.loads(out.read_text())
+    assert report["mode"] == "gpu" and report["smoke"] is True
+    for stage in ("ss", "shape_1024"):
+        result = report["results"][stage]
+        assert result["step_seconds"] > 0 and result["trainable_params"] > 0
+        hours = 50_000 * result["step_seconds"] / 3600  # batch 1
+        assert abs(result["gpu_hours_per_epoch_50k"] - hours) <= 0.01 + 1e-4 * hours

@@ -45,6 +45,15 @@ LATENT_TENSORS = (
     TensorSpec("tex_feats", ("N", 32), "float32", "texture SC-VAE posterior mean on shape_coords, not normalised"),
 )
 
+# Keys of dataset.json that `know3d train` reads (the file may hold more).
+DATASET_KEYS = (
+    "schema_version",  # int: SCHEMA_VERSION of the writer
+    "shape_resolution",  # int: O-Voxel resolution of shape_coords / shape_feats (512: 32^3 grid, 1024: 64^3 grid)
+)
+# Keys of an index line that `know3d train` reads: the sample id, its folder relative to DATASET/, and the K exact
+# editor instructions (P_view + a subset of the caption parts); hdit[k] was tapped with prompts[k].
+INDEX_KEYS = ("id", "dir", "prompts")
+
 CONDITION_TENSORS = (
     TensorSpec("dino_512", ("T", "C_dino"), "float16", "DINOv3 tokens of front.png at 512 (SS and 512 flows)"),
     TensorSpec("dino_1024", ("T", "C_dino"), "float16", "DINOv3 tokens of front.png at 1024 (1024 flows; optional)"),
@@ -52,6 +61,6 @@ CONDITION_TENSORS = (
 )
 
 __all__ = [
-    "CONDITIONS_FILE", "CONDITION_TENSORS", "DATASET_FILE", "LATENTS_FILE", "LATENT_TENSORS", "SAMPLE_FILE",
-    "SCHEMA_VERSION", "TensorSpec",
+    "CONDITIONS_FILE", "CONDITION_TENSORS", "DATASET_FILE", "DATASET_KEYS", "INDEX_KEYS", "LATENTS_FILE",
+    "LATENT_TENSORS", "SAMPLE_FILE", "SCHEMA_VERSION", "TensorSpec",
 ]

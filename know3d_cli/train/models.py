@@ -1,0 +1,155 @@
+"""Everything training takes from `know3d_cli.trellis2`: the one module that imports it.
+
+Which `pipeline.json` role a stage trains, how its flow, a Know3D adapter and the decoders for validation previews
+are built or loaded, the latent normalisation and the sampler settings. After a refactor of `trellis2/` only the
+imports here should need fixing.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .. import hub
+from ..config import Know3dConfig, SamplerConfig
+from ..errors import ConfigError
+from ..train_config import NewAdapterConfig, TrainStage
+from ..trellis2.cascade import LatentNormalization
+from ..trellis2.checkpoint import (
+    build_model,
+    load_adapter,
+    load_model,
+    read_checkpoint_json,
+    read_json_object,
+    save_adapter,
+    save_checkpoint,
+)
+from ..trellis2.models.know3d_adapter import ExtCondition, Know3dAdapter
+from ..trellis2.nn.attention import set_attention_backend
+from ..trellis2.nn.transformer_block import ExtHook
+from ..trellis2.pipeline_spec import PipelineSpec, read_pipeline_json
+from ..trellis2.sampler import MODEL_TIME_SCALE, SamplerSettings, sample
+from ..trellis2.sparse.tensor import SparseTensor
+
+logger = logging.getLogger(__name__)
+
+# stage -> pipeline.json role of the flow it trains
+FLOW_ROLES = {
+    TrainStage.SS: "sparse_structure_flow_model",
+    TrainStage.SHAPE_512: "shape_slat_flow_model_512",
+    TrainStage.SHAPE_1024: "shape_slat_flow_model_1024",
+}
+# stage -> file stem of its adapter pair (both shape flows share the shape adapter), and its sampler in pipeline.json
+ADAPTER_FILES = {TrainStage.SS: "ss", TrainStage.SHAPE_512: "shape", TrainStage.SHAPE_1024: "shape"}
+# stage -> the DINOv3 tokens it is conditioned on (dataset tensor name)
+DINO_TENSORS = {TrainStage.SS: "dino_512", TrainStage.SHAPE_512: "dino_512", TrainStage.SHAPE_1024: "dino_1024"}
+# shape stages -> O-Voxel resolution of their latents (latent grid = resolution / 16)
+SHAPE_RESOLUTIONS = {TrainStage.SHAPE_512: 512, TrainStage.SHAPE_1024: 1024}
+
+__all__ = [
+    "ADAPTER_FILES", "DINO_TENSORS", "FLOW_ROLES", "MODEL_TIME_SCALE", "SHAPE_RESOLUTIONS", "ExtCondition", "ExtHook",
+    "FlowCheckpoint", "Know3dAdapter", "LatentNormalization", "SamplerSettings", "SparseTensor", "TrellisFolder", "build_adapter",
+    "load_adapter", "open_trellis", "sample", "save_adapter", "save_checkpoint",
+]
+
+
+@dataclass(frozen=True)
+class FlowCheckpoint:
+    """Where a trained flow comes from and how to write it back in the TRELLIS.2 layout."""
+
+    name: str  # released checkpoint name (`ckpts/<name>`)
+    cls: str  # network class in the json
+    args: dict[str, Any]  # constructor arguments in the json
+
+
+@dataclass(frozen=True)
+class TrellisFolder:
+    """The TRELLIS.2 model folders and their `pipeline.json`."""
+
+    spec: PipelineSpec
+    trellis_dir: Path
+    ss_decoder_dir: Path
+
+    def stem(self, role: str) -> Path:
+        return self.spec.checkpoint(role, self.trellis_dir, self.ss_decoder_dir)
+
+    def flow_checkpoint(self, stage: TrainStage) -> FlowCheckpoint:
+        stem = self.stem(FLOW_ROLES[stage])
+        config = read_checkpoint_json(stem)
+        return FlowCheckpoint(name=stem.name, cls=config.name, args=dict(config.args))
+
+    def load_flow(self, stage: TrainStage, device: torch.device, reference_precision: bool,
+                  from_scratch: bool = False) -> nn.Module:
+        """The stage's flow: the released weights (strict), or random weights with the released args.
+
+        `reference_precision`: block Linears in the json dtype (bf16; for a frozen base on a GPU), else all fp32.
+        """
+        stem = self.stem(FLOW_ROLES[stage])
+        if from_scratch:
+            with torch.device(device):
+                flow = build_model(read_checkpoint_json(stem))
+            return flow.apply_precision_policy(torch.float32)
+        return load_model(stem, device=device, precision="reference" if reference_precision else "fp32")
+
+    def load_decoder(self, role: str, device: torch.device) -> nn.Module:
+        """A decoder for previews (`sparse_structure_decoder`, `shape_slat_decoder`), fp32."""
+        return load_model(self.stem(role), device=device, precision="fp32")
+
+    def shape_normalization(self) -> LatentNormalization:
+        norm = self.spec.shape_slat_normalization
+        return LatentNormalization(torch.tensor(norm.mean), torch.tensor(norm.std))
+
+    def sampler(self, stage: TrainStage, overrides: SamplerConfig, steps: int | None) -> SamplerSettings:
+        """The stage's `pipeline.json` sampler with the non-null `trellis2.<ss|shape>.*` overrides and `steps`."""
+        settings = self.spec.sparse_structure_sampler if stage == TrainStage.SS else self.spec.shape_slat_sampler
+        changes = {key: getattr(overrides, key) for key in ("steps", "guidance_strength", "guidance_rescale",
+                                                            "rescale_t") if getattr(overrides, key) is not None}
+        if steps is not None:
+            changes["steps"] = steps
+        return replace(settings, **changes)
+
+
+def open_trellis(cfg: Know3dConfig) -> TrellisFolder:
+    """The configured TRELLIS.2 and TRELLIS-image-large folders (exit 3 when missing)."""
+    trellis_dir = hub.resolve(cfg, "trellis2").path
+    ss_decoder_dir = hub.resolve(cfg, "ss_decoder").path
+    return TrellisFolder(read_pipeline_json(trellis_dir), trellis_dir, ss_decoder_dir)
+
+
+def build_adapter(flow: nn.Module, ext_channels: int, cfg: NewAdapterConfig, attention: str = "auto") -> Know3dAdapter:
+    """A fresh zero-initialised adapter for `flow` (or the one in `cfg.init`), fp32 on the flow's device."""
+    device = flow.input_layer.weight.device
+    if cfg.init is not None:
+        stem_dir = Path(cfg.init).expanduser()
+        adapter = None
+        for stage_file in ("ss", "shape", "tex"):
+            if (stem_dir / f"{stage_file}.json").is_file():
+                adapter = load_adapter(stem_dir, stage_file, device=device, dtype=torch.float32)
+                break
+        if adapter is None:
+            raise ConfigError(f"train.adapter.init={cfg.init} holds no ss/shape/tex adapter pair")
+        if adapter.ext_channels != ext_channels or adapter.model_channels != flow.model_channels:
+            raise ConfigError(f"train.adapter.init={cfg.init} is for ext_channels={adapter.ext_channels}, "
+                              f"model_channels={adapter.model_channels}; the data and flow need {ext_channels}, "
+                              f"{flow.model_channels}")
+    else:
+        blocks = cfg.blocks if cfg.blocks is not None else list(range(flow.num_blocks))
+        if max(blocks, default=-1) >= flow.num_blocks:
+            raise ConfigError(f"train.adapter.blocks={list(blocks)} but the flow has {flow.num_blocks} blocks")
+        with torch.device(device):
+            adapter = Know3dAdapter(
+                ext_channels=ext_channels,
+                proj_channels=cfg.proj_channels,
+                model_channels=flow.model_channels,
+                num_heads=cfg.num_heads or flow.num_heads,
+                blocks=blocks,
+                pool=cfg.pool,
+                qk_rms_norm=cfg.qk_rms_norm,
+            )
+    set_attention_backend(adapter, attention)
+    return adapter.float()
