@@ -154,7 +154,7 @@ class OVoxelConfig:
     face_weight: float = 1.0  # QEF weight of the planes of triangles overlapping a voxel
     boundary_weight: float = 0.2  # QEF weight of open-boundary edges passing through a voxel
     regularization_weight: float = 0.01  # QEF pull towards the mean of a voxel's edge crossings
-    chunk_size: int = 2_000_000  # lattice candidates / voxels processed at once (bounds peak memory)
+    chunk_size: int = 1_000_000  # lattice candidates / voxels processed at once (bounds peak memory)
 
 
 @dataclass

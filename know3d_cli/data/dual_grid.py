@@ -10,8 +10,8 @@ Its dual vertex minimises, inside the voxel, a quadratic error built as in TRELL
   one triangle only, after merging vertices at equal positions, so UV seams are not boundaries);
 - `regularization_weight` x (number of crossings) x the squared distance to the mean crossing point.
 
-Accumulation is chunked: each chunk of crossings is reduced per voxel before the next, so memory follows the
-number of active voxels, not of crossings.
+The active voxels are known before any sum (their sorted keys), so every term is added straight into per-voxel
+arrays, chunk by chunk.
 """
 
 from __future__ import annotations
@@ -23,16 +23,12 @@ import numpy as np
 import torch
 
 from ..config import OVoxelConfig
-from ..trellis2.mesh.grid_sample import VoxelIndex
-from .grid_crossings import EdgeCrossings, crossing_voxels, key_voxels, voxel_keys
-from .qef import line_qef, minimize_in_unit_box, plane_qef, point_qef
+from .grid_crossings import ActiveVoxels, EdgeCrossings, key_voxels, voxel_keys
+from .sorted_keys import add_by_group, group_chunks, group_starts, lookup
+from .qef import line_qef, minimize_in_unit_box, plane_qef, point_qef, translate_qef
 from .voxel_traversal import segment_voxels, triangle_voxel_overlaps
 
 logger = logging.getLogger(__name__)
-
-# columns of the per-voxel sums
-_COUNT, _POINT, _QEF, _FLAGS = slice(0, 1), slice(1, 4), slice(4, 14), slice(14, 17)
-
 
 @dataclass(frozen=True)
 class DualGrid:
@@ -42,111 +38,93 @@ class DualGrid:
     intersected: torch.Tensor  # (N, 3) bool: the surface crosses the voxel's x / y / z edge through its max corner
 
 
-class DualGridBuilder:
-    """Accumulates crossings chunk by chunk, then adds the face and boundary terms and solves.
+def build_dual_grid(
+    triangles: torch.Tensor,
+    crossings: EdgeCrossings,
+    active: ActiveVoxels,
+    segments: np.ndarray,
+    cfg: OVoxelConfig,
+) -> DualGrid:
+    """Solve the dual vertices and set the edge flags of the active voxels.
 
     Args:
         triangles: (T, 3, 3) float64 corners in voxel units.
-        resolution: grid side R.
+        crossings: their edge crossings; active: the voxels around them.
+        segments: (S, 2, 3) float64 open-boundary edges in voxel units.
+        cfg: QEF weights and the chunk size.
     """
+    r, n = cfg.resolution, active.keys.shape[0]
+    tri_np = triangles.numpy()
+    normal = np.cross(tri_np[:, 1] - tri_np[:, 0], tri_np[:, 2] - tri_np[:, 0])
+    length = np.linalg.norm(normal, axis=1, keepdims=True)
+    normal = np.divide(normal, length, out=np.zeros_like(normal), where=length > 0)
+    offset = -(normal * tri_np[:, 0]).sum(axis=1)  # plane: n.x + offset = 0
+    planes = plane_qef(torch.from_numpy(normal), torch.from_numpy(offset)).numpy()  # (T, 10), grid frame
 
-    def __init__(self, triangles: torch.Tensor, resolution: int):
-        self.triangles = triangles
-        self.resolution = resolution
-        normal = torch.linalg.cross(triangles[:, 1] - triangles[:, 0], triangles[:, 2] - triangles[:, 0])
-        length = normal.norm(dim=1, keepdim=True)
-        self.normal = torch.where(length > 0, normal / length.clamp(min=1e-300), torch.zeros_like(normal))
-        self.offset = -(self.normal * triangles[:, 0]).sum(dim=1)  # plane: n.x + offset = 0
-        self._keys: list[torch.Tensor] = []
-        self._sums: list[torch.Tensor] = []
+    # sums in the grid frame (float64: moving them into each voxel's frame cancels large terms)
+    sums = np.zeros((n, 14), dtype=np.float64)  # crossings, their summed points (3), QEF (10)
+    flags = np.zeros((n, 3), dtype=bool)
+    triangle = crossings.triangle.numpy()
+    axis = crossings.axis.numpy().astype(np.int64)
+    for part in group_chunks(active.row, cfg.chunk_size):
+        rows, entry = active.row[part], active.entry[part]
+        c = entry // 4
+        values = np.empty((c.shape[0], 14), dtype=np.float64)
+        values[:, 0] = 1.0
+        values[:, 1:4] = crossings.points(torch.from_numpy(c)).numpy()
+        values[:, 4:] = planes[triangle[c]]
+        add_by_group(sums, rows, values)
+        is_owner = entry % 4 == 0
+        flags[rows[is_owner], axis[c[is_owner]]] = True
+    qef = sums[:, 4:]
+    if cfg.face_weight > 0:
+        for tri, keys in triangle_voxel_overlaps(triangles, r, cfg.chunk_size):
+            order, rows, found = lookup(active.keys, keys.numpy())
+            add_by_group(qef, rows[found], cfg.face_weight * planes[tri.numpy()[order[found]]])
+    segments = segments[np.linalg.norm(segments[:, 1] - segments[:, 0], axis=1) > 1e-6]  # no direction otherwise
+    if cfg.boundary_weight > 0 and segments.shape[0]:
+        seg, voxel = segment_voxels(torch.from_numpy(segments), r)
+        order, rows, found = lookup(active.keys, voxel_keys(voxel.numpy(), r))
+        seg = seg.numpy()[order[found]]
+        start_point, direction = segments[seg, 0], segments[seg, 1] - segments[seg, 0]
+        direction /= np.linalg.norm(direction, axis=1, keepdims=True)
+        lines = line_qef(torch.from_numpy(start_point), torch.from_numpy(direction)).numpy()
+        add_by_group(qef, rows[found], cfg.boundary_weight * lines)
 
-    def add(self, crossings: EdgeCrossings) -> None:
-        row, voxel, is_owner = crossing_voxels(crossings, self.resolution)
-        tri = crossings.triangle[row]
-        corner = voxel.to(torch.float64)
-        normal = self.normal[tri]
-        flags = torch.zeros((row.numel(), 3), dtype=torch.float64)
-        flags[is_owner, crossings.axis[row][is_owner]] = 1.0
-        values = torch.cat([
-            torch.ones((row.numel(), 1), dtype=torch.float64),
-            crossings.point[row] - corner,
-            plane_qef(normal, self.offset[tri] + (normal * corner).sum(dim=1)),
-            flags,
-        ], dim=1)
-        keys, sums = _reduce(voxel_keys(voxel, self.resolution), values.to(torch.float32))
-        self._keys.append(keys)
-        self._sums.append(sums)
-
-    def build(self, segments: torch.Tensor, cfg: OVoxelConfig) -> DualGrid:
-        """Finish the grid.
-
-        Args:
-            segments: (S, 2, 3) float64 open-boundary edges in voxel units.
-            cfg: QEF weights and the chunk size.
-        """
-        r = self.resolution
-        if not self._keys:
-            keys, sums = torch.zeros(0, dtype=torch.int64), torch.zeros((0, 17), dtype=torch.float32)
-        else:
-            keys, sums = _reduce(torch.cat(self._keys), torch.cat(self._sums))
-        self._keys.clear()
-        self._sums.clear()
-        coords = key_voxels(keys, r)
-        qef = sums[:, _QEF].to(torch.float64)
-        index = VoxelIndex(coords, r)
-        if cfg.face_weight > 0:
-            for tri, voxel in triangle_voxel_overlaps(self.triangles, r, cfg.chunk_size):
-                self._add_planes(qef, index, tri, voxel, cfg.face_weight)
-        if cfg.boundary_weight > 0 and segments.shape[0]:
-            self._add_lines(qef, index, segments, cfg.boundary_weight)
-        count = sums[:, _COUNT].to(torch.float64)
-        mean = sums[:, _POINT].to(torch.float64) / count.clamp(min=1)
-        qef += cfg.regularization_weight * count * point_qef(mean)
-        offsets = torch.cat([minimize_in_unit_box(qef[i:i + cfg.chunk_size])
-                             for i in range(0, qef.shape[0], cfg.chunk_size)] or [torch.zeros((0, 3))])
-        logger.debug("dual grid %d^3: %d voxels", r, coords.shape[0])
-        return DualGrid(r, coords.to(torch.int32), offsets.to(torch.float32).clamp(0, 1), sums[:, _FLAGS] > 0)
-
-    def _add_planes(self, qef, index, tri, voxel, weight) -> None:
-        row = index.lookup(voxel)
-        keep = row >= 0
-        row, tri, corner = row[keep], tri[keep], voxel[keep].to(torch.float64)
-        normal = self.normal[tri]
-        qef.index_add_(0, row, weight * plane_qef(normal, self.offset[tri] + (normal * corner).sum(dim=1)))
-
-    def _add_lines(self, qef, index, segments, weight) -> None:
-        seg, voxel = segment_voxels(segments, self.resolution)
-        row = index.lookup(voxel)
-        keep = row >= 0
-        row, seg, corner = row[keep], seg[keep], voxel[keep].to(torch.float64)
-        direction = segments[seg, 1] - segments[seg, 0]
-        direction = direction / direction.norm(dim=1, keepdim=True)
-        qef.index_add_(0, row, weight * line_qef(segments[seg, 0] - corner, direction))
+    offsets = torch.empty((n, 3), dtype=torch.float32)
+    for start in range(0, n, cfg.chunk_size):
+        part = slice(start, start + cfg.chunk_size)
+        corner = torch.from_numpy(key_voxels(active.keys[part], r).astype(np.float64))
+        count = torch.from_numpy(sums[part, 0])[:, None]
+        local = translate_qef(torch.from_numpy(qef[part]), corner)
+        mean = torch.from_numpy(sums[part, 1:4]) / count - corner
+        local += cfg.regularization_weight * count * point_qef(mean)
+        offsets[part] = minimize_in_unit_box(local).to(torch.float32)
+    coords = torch.from_numpy(key_voxels(active.keys, r).astype(np.int32))
+    logger.debug("dual grid %d^3: %d voxels", r, n)
+    return DualGrid(r, coords, offsets.clamp_(0, 1), torch.from_numpy(flags))
 
 
 def boundary_segments(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     """(S, 2, 3) endpoints of the edges used by exactly one face, vertices merged at equal positions first.
 
-    Zero-length edges are dropped.
+    Edges between vertices at equal positions are dropped.
     """
-    _, merged = np.unique(vertices, axis=0, return_inverse=True)
-    f = merged.reshape(-1)[faces]
-    edges = np.sort(np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]]), axis=1)
-    edges = edges[edges[:, 0] != edges[:, 1]]
-    unique, counts = np.unique(edges, axis=0, return_counts=True)
-    once = unique[counts == 1]
-    # any original vertex of each merged id gives the position
-    position = np.empty((merged.max() + 1 if merged.size else 0, 3), dtype=vertices.dtype)
-    position[merged.reshape(-1)] = vertices
-    return position[once]
+    order = np.lexsort(vertices.T[::-1])
+    sorted_v = vertices[order]
+    new = np.concatenate([[True], (sorted_v[1:] != sorted_v[:-1]).any(axis=1)])
+    merged = np.empty(vertices.shape[0], dtype=np.int64)
+    merged[order] = np.cumsum(new) - 1
+    position = sorted_v[new]
+    f = merged[faces]
+    lo = np.minimum(f, np.roll(f, -1, axis=1)).reshape(-1)  # edges (0,1), (1,2), (2,0)
+    hi = np.maximum(f, np.roll(f, -1, axis=1)).reshape(-1)
+    key = lo[lo != hi] * position.shape[0] + hi[lo != hi]
+    key.sort()
+    starts = group_starts(key)
+    runs = np.diff(np.append(starts, key.shape[0]))
+    once = key[starts[runs == 1]]
+    return np.stack([position[once // position.shape[0]], position[once % position.shape[0]]], axis=1)
 
 
-def _reduce(keys: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sum rows of `values` with equal keys -> (sorted unique keys, sums)."""
-    unique, inverse = torch.unique(keys, return_inverse=True)
-    sums = torch.zeros((unique.numel(), values.shape[1]), dtype=values.dtype)
-    sums.index_add_(0, inverse, values)
-    return unique, sums
-
-
-__all__ = ["DualGrid", "DualGridBuilder", "boundary_segments"]
+__all__ = ["DualGrid", "boundary_segments", "build_dual_grid"]

@@ -35,9 +35,9 @@ import torch
 from ..config import OVoxelConfig
 from ..errors import AssetError
 from .asset import Asset
-from .dual_grid import DualGridBuilder, boundary_segments
-from .grid_crossings import edge_crossings
-from .pbr_voxels import PbrVoxelBuilder
+from .dual_grid import boundary_segments, build_dual_grid
+from .grid_crossings import active_voxels, edge_crossings
+from .pbr_voxels import voxel_attributes
 
 logger = logging.getLogger(__name__)
 
@@ -83,17 +83,14 @@ def asset_to_ovoxel(asset: Asset, cfg: OVoxelConfig) -> OVoxel:
     """
     r = cfg.resolution
     triangles = torch.from_numpy((asset.vertices.astype("float64")[asset.faces] + 0.5) * r)  # (T, 3, 3) voxel units
-    geometry = DualGridBuilder(triangles, r)
-    appearance = PbrVoxelBuilder(asset, triangles, r)
-    for crossings in edge_crossings(triangles, r, cfg.chunk_size):
-        geometry.add(crossings)
-        appearance.add(crossings)
-    segments = torch.from_numpy((boundary_segments(asset.vertices.astype("float64"), asset.faces) + 0.5) * r)
-    grid = geometry.build(segments, cfg)
-    if grid.coords.shape[0] == 0:
+    crossings = edge_crossings(triangles, r, cfg.chunk_size)
+    active = active_voxels(crossings, r)
+    if active.keys.shape[0] == 0:
         raise AssetError(f"{asset.source}: the surface crosses no edge of the {r}^3 grid (degenerate triangles?)",
                          "no_surface")
-    attrs = appearance.build(grid.coords)
+    segments = (boundary_segments(asset.vertices.astype("float64"), asset.faces) + 0.5) * r
+    grid = build_dual_grid(triangles, crossings, active, segments, cfg)
+    attrs = voxel_attributes(asset, triangles, crossings, active, r, cfg.chunk_size)
     logger.debug("%s: O-Voxel %d^3 with %d voxels", asset.source, r, grid.coords.shape[0])
     return OVoxel(r, grid.coords, grid.offsets, grid.intersected, attrs)
 

@@ -1,9 +1,9 @@
 """PBR attributes of the active voxels (the appearance half of an O-Voxel), sampled from the asset's materials.
 
 As in TRELLIS.2's o-voxel toolkit, a voxel's value is the average over every (triangle, voxel) pair that the edge
-scan links (the triangle crosses an edge of the voxel), each pair sampled once at the voxel centre projected onto
-the triangle's plane. Where that projection falls outside the triangle, its barycentric coordinates are clamped to
-the triangle (upstream extrapolates the UVs, which reads neighbouring atlas charts near UV seams).
+scan links (the triangle crosses an edge of the voxel), each pair sampled once at the point of the triangle closest
+to the voxel centre. (Upstream projects the centre onto the triangle's plane and extrapolates the UVs when that
+falls outside the triangle, which reads neighbouring atlas charts near UV seams.)
 
 Per sample, with the material's factors (glTF metallic-roughness):
 - base colour = base_color_factor.rgb x texture.rgb (when the material has one) x vertex colour.rgb (when the
@@ -19,7 +19,8 @@ import numpy as np
 import torch
 
 from .asset import Asset
-from .grid_crossings import EdgeCrossings, crossing_voxels, voxel_keys
+from .grid_crossings import ActiveVoxels, EdgeCrossings, key_voxels
+from .sorted_keys import add_by_group, group_chunks, group_starts
 from .material import Material
 from .texture_sampling import TexturePyramid, mip_level
 
@@ -27,61 +28,59 @@ ATTRIBUTE_LAYOUT = {"base_color": slice(0, 3), "metallic": slice(3, 4), "roughne
 NUM_ATTRIBUTES = 6
 
 
-class PbrVoxelBuilder:
-    """Accumulates attribute samples chunk by chunk.
+def voxel_attributes(
+    asset: Asset,
+    triangles: torch.Tensor,
+    crossings: EdgeCrossings,
+    active: ActiveVoxels,
+    resolution: int,
+    chunk_size: int,
+) -> torch.Tensor:
+    """Average the material samples of every (triangle, voxel) pair linked by a crossing.
 
     Args:
         asset: the loaded asset (materials, UVs, vertex colours).
         triangles: (T, 3, 3) float64 corners in voxel units, row-aligned with `asset.faces`.
-        resolution: grid side R.
-    """
+        crossings: the edge crossings of `triangles`; active: the voxels around them.
+        chunk_size: pairs sampled at once.
 
-    def __init__(self, asset: Asset, triangles: torch.Tensor, resolution: int):
+    Returns:
+        (N, 6) float32 attributes in [0, 1], `ATTRIBUTE_LAYOUT`.
+    """
+    n = active.keys.shape[0]
+    tri_bits = max(1, int(triangles.shape[0] - 1).bit_length())
+    pairs = (active.row.astype(np.int64) << tri_bits) | crossings.triangle.numpy()[active.crossing].astype(np.int64)
+    pairs.sort()  # rows stay non-decreasing; one sample per (voxel, triangle) pair
+    pairs = pairs[group_starts(pairs)]
+    rows, tris = pairs >> tri_bits, pairs & ((1 << tri_bits) - 1)
+    del pairs
+    sampler = _MaterialSampler(asset, triangles)
+    sums = np.zeros((n, NUM_ATTRIBUTES), dtype=np.float64)
+    counts = np.zeros(n, dtype=np.float64)
+    for part in group_chunks(rows, chunk_size):
+        centre = key_voxels(active.keys[rows[part]], resolution) + 0.5
+        add_by_group(sums, rows[part], sampler.sample(tris[part], centre))
+        add_by_group(counts, rows[part], np.ones(centre.shape[0]))
+    return torch.from_numpy((sums / np.maximum(counts, 1)[:, None]).astype(np.float32)).clamp_(0, 1)
+
+
+class _MaterialSampler:
+    """Per-triangle data for sampling the asset's materials at points near its triangles."""
+
+    def __init__(self, asset: Asset, triangles: torch.Tensor):
         self.asset = asset
-        self.triangles = triangles.numpy()
-        self.resolution = resolution
+        tri = triangles.numpy()
         faces = asset.faces
+        self.origin = tri[:, 0]
+        self.ab, self.ac = tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]
         self.uv = asset.uv[faces].astype(np.float64) if asset.uv is not None else None  # (T, 3, 2)
         self.colors = asset.vertex_colors[faces] if asset.vertex_colors is not None else None  # (T, 3, 4)
-        self.uv_per_voxel = _uv_per_voxel(self.triangles, self.uv) if self.uv is not None else None
+        self.uv_per_voxel = _uv_per_voxel(tri, self.uv) if self.uv is not None else None
         self.pyramids: dict[int, tuple[TexturePyramid | None, TexturePyramid | None]] = {}
-        self._keys: list[torch.Tensor] = []
-        self._sums: list[torch.Tensor] = []
 
-    def add(self, crossings: EdgeCrossings) -> None:
-        row, voxel, _ = crossing_voxels(crossings, self.resolution)
-        keys = voxel_keys(voxel, self.resolution)
-        tri = crossings.triangle[row]
-        # one sample per (triangle, voxel) pair
-        pair = torch.unique(tri * self.resolution**3 + keys)
-        tri_np = (pair // self.resolution**3).numpy()
-        key = pair % self.resolution**3
-        voxel_np = torch.stack([key // self.resolution**2, (key // self.resolution) % self.resolution,
-                                key % self.resolution], dim=1).numpy()
-        bary = _clamped_barycentrics(self.triangles[tri_np], voxel_np + 0.5)
-        attrs = self._sample(tri_np, bary)
-        values = torch.from_numpy(np.concatenate([np.ones((attrs.shape[0], 1), np.float32), attrs], axis=1))
-        unique, inverse = torch.unique(key, return_inverse=True)
-        sums = torch.zeros((unique.numel(), values.shape[1]), dtype=torch.float32).index_add_(0, inverse, values)
-        self._keys.append(unique)
-        self._sums.append(sums)
-
-    def build(self, coords: torch.Tensor) -> torch.Tensor:
-        """(N, 3) int active voxel coordinates (lexicographic) -> (N, 6) float32 attributes in [0, 1]."""
-        out = torch.zeros((coords.shape[0], NUM_ATTRIBUTES), dtype=torch.float32)
-        if not self._keys:
-            return out
-        keys = torch.cat(self._keys)
-        unique, inverse = torch.unique(keys, return_inverse=True)
-        sums = torch.zeros((unique.numel(), NUM_ATTRIBUTES + 1), dtype=torch.float32)
-        sums.index_add_(0, inverse, torch.cat(self._sums))
-        self._keys.clear()
-        self._sums.clear()
-        wanted = voxel_keys(coords, self.resolution)
-        pos = torch.searchsorted(unique, wanted).clamp(max=max(unique.numel() - 1, 0))
-        found = unique[pos] == wanted
-        out[found] = sums[pos[found], 1:] / sums[pos[found], :1]
-        return out.clamp_(0, 1)
+    def sample(self, tri: np.ndarray, point: np.ndarray) -> np.ndarray:
+        """(P,) triangles and (P, 3) points in voxel units -> (P, 6) attributes at each triangle's closest point."""
+        return self._sample(tri, _closest_barycentrics(self, tri, point))
 
     def _sample(self, tri: np.ndarray, bary: np.ndarray) -> np.ndarray:
         """(P,) triangles and (P, 3) barycentrics -> (P, 6) attributes."""
@@ -130,25 +129,32 @@ class PbrVoxelBuilder:
         return self.pyramids[m]
 
 
-def _clamped_barycentrics(tri: np.ndarray, point: np.ndarray) -> np.ndarray:
-    """(P, 3, 3) triangles and (P, 3) points -> (P, 3) barycentrics of the point's projection onto the triangle's
-    plane, clamped to the triangle (negative weights set to 0, then renormalised)."""
-    e1 = tri[:, 1] - tri[:, 0]
-    e2 = tri[:, 2] - tri[:, 0]
-    vp = point - tri[:, 0]
-    d00 = (e1 * e1).sum(1)
-    d01 = (e1 * e2).sum(1)
-    d11 = (e2 * e2).sum(1)
-    d20 = (vp * e1).sum(1)
-    d21 = (vp * e2).sum(1)
-    denom = d00 * d11 - d01 * d01
-    safe = np.where(denom > 0, denom, 1.0)
-    v = (d11 * d20 - d01 * d21) / safe
-    w = (d00 * d21 - d01 * d20) / safe
-    bary = np.stack([1.0 - v - w, v, w], axis=1)
-    bary = np.where((denom > 0)[:, None], bary, 1.0 / 3.0)
-    bary = np.clip(bary, 0.0, None)
-    return bary / bary.sum(axis=1, keepdims=True)
+def _closest_barycentrics(sampler: _MaterialSampler, tri: np.ndarray, point: np.ndarray) -> np.ndarray:
+    """(P, 3) barycentrics of the point of each triangle closest to each point (Ericson's region tests)."""
+    a = sampler.origin[tri]
+    ab, ac = sampler.ab[tri], sampler.ac[tri]
+    ap, bp, cp = point - a, point - a - ab, point - a - ac
+    d1, d2 = (ab * ap).sum(1), (ac * ap).sum(1)
+    d3, d4 = (ab * bp).sum(1), (ac * bp).sum(1)
+    d5, d6 = (ab * cp).sum(1), (ac * cp).sum(1)
+    va, vb, vc = d3 * d6 - d5 * d4, d5 * d2 - d1 * d6, d1 * d4 - d3 * d2
+
+    def ratio(num, den):
+        return np.divide(num, den, out=np.zeros_like(num), where=den != 0)
+
+    total = va + vb + vc
+    v, w = ratio(vb, total), ratio(vc, total)
+    bary = np.stack([1 - v - w, v, w], axis=1)  # inside the triangle (or degenerate)
+    # regions in reverse order of precedence: later ones win
+    t = ratio(d4 - d3, (d4 - d3) + (d5 - d6))
+    bary = np.where(((va <= 0) & (d4 >= d3) & (d5 >= d6))[:, None], np.stack([0 * t, 1 - t, t], 1), bary)  # edge BC
+    t = ratio(d2, d2 - d6)
+    bary = np.where(((vb <= 0) & (d2 >= 0) & (d6 <= 0))[:, None], np.stack([1 - t, 0 * t, t], 1), bary)  # edge AC
+    bary = np.where(((d6 >= 0) & (d5 <= d6))[:, None], np.array([0.0, 0.0, 1.0]), bary)  # vertex C
+    t = ratio(d1, d1 - d3)
+    bary = np.where(((vc <= 0) & (d1 >= 0) & (d3 <= 0))[:, None], np.stack([1 - t, t, 0 * t], 1), bary)  # edge AB
+    bary = np.where(((d3 >= 0) & (d4 <= d3))[:, None], np.array([0.0, 1.0, 0.0]), bary)  # vertex B
+    return np.where(((d1 <= 0) & (d2 <= 0))[:, None], np.array([1.0, 0.0, 0.0]), bary)  # vertex A
 
 
 def _uv_per_voxel(triangles: np.ndarray, uv: np.ndarray) -> np.ndarray:
@@ -168,4 +174,4 @@ def _uv_per_voxel(triangles: np.ndarray, uv: np.ndarray) -> np.ndarray:
     return np.where((np.abs(det) > 1e-12) & np.isfinite(out), out, 0.0)
 
 
-__all__ = ["ATTRIBUTE_LAYOUT", "NUM_ATTRIBUTES", "PbrVoxelBuilder"]
+__all__ = ["ATTRIBUTE_LAYOUT", "NUM_ATTRIBUTES", "voxel_attributes"]

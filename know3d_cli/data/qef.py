@@ -17,6 +17,7 @@ import itertools
 import torch
 
 _UPPER = ((0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2))  # packed order of A's entries
+_SYMMETRIC = torch.tensor([0, 1, 2, 1, 3, 4, 2, 4, 5])  # packed entry of A[i, j], row-major
 
 
 def plane_qef(normal: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
@@ -42,12 +43,17 @@ def point_qef(point: torch.Tensor) -> torch.Tensor:
     return torch.cat([a, -point, (point * point).sum(dim=1, keepdim=True)], dim=1)
 
 
+def translate_qef(qef: torch.Tensor, origin: torch.Tensor) -> torch.Tensor:
+    """(N, 10) packed QEFs over x and (N, 3) new origins -> the same errors over y = x - origin, packed."""
+    a, b, c = unpack(qef)
+    a_o = torch.einsum("nij,nj->ni", a, origin)
+    return torch.cat([qef[:, :6], b + a_o, (c + 2 * (b * origin).sum(dim=1) + (origin * a_o).sum(dim=1))[:, None]],
+                     dim=1)
+
+
 def unpack(qef: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(N, 10) packed -> A (N, 3, 3), b (N, 3), c (N,)."""
-    a = torch.empty(qef.shape[0], 3, 3, dtype=qef.dtype)
-    for k, (i, j) in enumerate(_UPPER):
-        a[:, i, j] = qef[:, k]
-        a[:, j, i] = qef[:, k]
+    a = qef[:, _SYMMETRIC].reshape(-1, 3, 3)
     return a, qef[:, 6:9], qef[:, 9]
 
 
@@ -98,4 +104,4 @@ def _best_on_boundary(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> torc
     return points[torch.arange(points.shape[0]), best]
 
 
-__all__ = ["line_qef", "minimize_in_unit_box", "plane_qef", "point_qef", "unpack"]
+__all__ = ["line_qef", "minimize_in_unit_box", "plane_qef", "point_qef", "translate_qef", "unpack"]

@@ -54,21 +54,27 @@ def mip_level(uv_per_voxel: np.ndarray, side: int) -> np.ndarray:
 
 
 def _bilinear(image: np.ndarray, uv: np.ndarray) -> np.ndarray:
-    """(H, W, C) uint8 at (P, 2) UVs, texel centres at (i + 0.5) / W, REPEAT wrap -> (P, C) float32 in [0, 255]."""
+    """(H, W, C) uint8 at (P, 2) UVs, texel centres at (i + 0.5) / W, REPEAT wrap -> (P, C) float32 in [0, 255].
+
+    OpenCV's remap does the interpolation (1/32-texel weights, results rounded to bytes)."""
     h, w = image.shape[:2]
-    x = uv[:, 0].astype(np.float64) * w - 0.5
-    y = (1.0 - uv[:, 1].astype(np.float64)) * h - 0.5
-    x0 = np.floor(x)
-    y0 = np.floor(y)
-    fx = (x - x0).astype(np.float32)[:, None]
-    fy = (y - y0).astype(np.float32)[:, None]
-    x0 = x0.astype(np.int64) % w
-    y0 = y0.astype(np.int64) % h
-    x1 = (x0 + 1) % w
-    y1 = (y0 + 1) % h
-    top = image[y0, x0].astype(np.float32) * (1 - fx) + image[y0, x1].astype(np.float32) * fx
-    bottom = image[y1, x0].astype(np.float32) * (1 - fx) + image[y1, x1].astype(np.float32) * fx
-    return top * (1 - fy) + bottom * fy
+    x = (uv[:, 0] * w - 0.5).astype(np.float32)
+    y = ((1.0 - uv[:, 1]) * h - 0.5).astype(np.float32)
+    n = x.shape[0]
+    cols = min(max(n, 1), _REMAP_COLS)
+    rows = -(-n // cols)
+    pad = rows * cols - n
+    if pad:
+        x, y = np.pad(x, (0, pad)), np.pad(y, (0, pad))
+    # wrap far-away UVs first: remap's coordinates must stay well inside int16 fixed point
+    x = np.mod(x + 0.5, w) - 0.5
+    y = np.mod(y + 0.5, h) - 0.5
+    out = cv2.remap(image, x.reshape(rows, cols), y.reshape(rows, cols), cv2.INTER_LINEAR,
+                    borderMode=cv2.BORDER_WRAP)
+    return out.reshape(rows * cols, -1)[:n].astype(np.float32)
+
+
+_REMAP_COLS = 4096  # remap takes a 2-D map; long lists of points are folded into rows of this many
 
 
 __all__ = ["TexturePyramid", "mip_level"]

@@ -1,9 +1,12 @@
 """Which voxels a triangle overlaps, and which a line segment passes through (vectorised, chunked).
 
-Triangles: candidates are enumerated column by column along the axis the triangle's normal is closest to, so a
-large tilted triangle costs about its area in voxels, not its bounding-box volume. Each candidate is then tested
-exactly against the closed voxel box with the plane-and-projections overlap test of Schwarz and Seidel (2010),
-the test TRELLIS.2's o-voxel toolkit uses for its face QEF.
+Triangles: each is handled in its own frame (u, v, m), m being the axis its normal is closest to and (u, v, m) a
+cyclic order of (x, y, z), with the origin at the lowest voxel of its bounding box. Candidate columns (u, v) of its
+bounding box are kept when the triangle's projection onto (u, v) touches the column's square; the plane crosses at
+most 3 voxels of a kept column (|slope| <= 1), and each is kept when the projections onto (v, m) and (m, u) touch
+too. Together these are the plane-and-projections overlap test of Schwarz and Seidel (2010) against the closed
+voxel box, the test TRELLIS.2's o-voxel toolkit uses for its face QEF; a large tilted triangle costs about its
+area in voxels, not its bounding-box volume.
 
 Segments: a segment is cut at every integer plane it crosses; the middle of each piece names one voxel it passes
 through (what a 3-D DDA walk visits).
@@ -21,86 +24,86 @@ from .grid_crossings import chunk_ranges
 def triangle_voxel_overlaps(
     triangles: torch.Tensor, resolution: int, chunk_size: int
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Yield (triangle index (K,) int64, voxel (K, 3) int64) for every voxel in [0, R)^3 a triangle overlaps.
+    """Yield (triangle (K,) int64, voxel key (K,) int64, see `voxel_keys`) for every voxel in [0, R)^3 that a
+    triangle overlaps; degenerate triangles overlap nothing.
 
     Args:
         triangles: (T, 3, 3) float64 corners in voxel units.
-        chunk_size: candidate voxels per chunk (a single larger triangle gets a chunk of its own).
+        chunk_size: candidate columns per chunk (a single larger triangle gets a chunk of its own).
     """
-    normal = torch.linalg.cross(triangles[:, 1] - triangles[:, 0], triangles[:, 2] - triangles[:, 0])
-    major = normal.abs().argmax(dim=1)  # (T,) column axis
-    low = torch.floor(triangles.min(dim=1).values).clamp(0, resolution - 1).to(torch.int64)  # (T, 3)
-    high = torch.floor(triangles.max(dim=1).values).clamp(0, resolution - 1).to(torch.int64)
-    size = high - low + 1
-    depth_along = size.gather(1, major[:, None])[:, 0]
-    columns = (size.prod(dim=1) // depth_along) * (normal.abs().amax(dim=1) > 0)  # degenerate: no candidates
-    # a column holds at most 3 candidates along the major axis (|slope| <= 1 in both directions)
-    for start, stop in chunk_ranges(columns * torch.clamp(depth_along, max=3), chunk_size):
-        yield _overlaps(triangles[start:stop], normal[start:stop], major[start:stop], low[start:stop],
-                        high[start:stop], columns[start:stop], start)
+    table = _OverlapTable(triangles, resolution)
+    for start, stop in chunk_ranges(table.columns, chunk_size):
+        yield table.overlaps(start, stop)
 
 
-def _overlaps(tri, normal, major, low, high, columns, start):
-    # columns: every (u, v) of the two minor axes inside the bounding box
-    u_axis = (major + 1) % 3
-    v_axis = (major + 2) % 3
-    size = high - low + 1
-    sv = size.gather(1, v_axis[:, None])[:, 0]
-    which = torch.repeat_interleave(torch.arange(tri.shape[0]), columns)
-    first = torch.cumsum(columns, dim=0) - columns
-    local = torch.arange(which.numel()) - first[which]
-    cu = low.gather(1, u_axis[:, None])[which, 0] + local // sv[which]
-    cv = low.gather(1, v_axis[:, None])[which, 0] + local % sv[which]
-    # range of the triangle's plane over the column's square, clipped to the triangle's extent along the axis
-    n = normal[which]
-    m, ua, va = major[which], u_axis[which], v_axis[which]
-    n_m = n.gather(1, m[:, None])[:, 0]
-    n_u = n.gather(1, ua[:, None])[:, 0]
-    n_v = n.gather(1, va[:, None])[:, 0]
-    p0 = tri[which, 0]
-    height = p0.gather(1, m[:, None])[:, 0]  # plane: w = height - (n_u (u - p0u) + n_v (v - p0v)) / n_m
-    du = cu.to(torch.float64) - p0.gather(1, ua[:, None])[:, 0]
-    dv = cv.to(torch.float64) - p0.gather(1, va[:, None])[:, 0]
-    gu, gv = -n_u / n_m, -n_v / n_m
-    base = height + gu * du + gv * dv
-    w_low = base + torch.clamp(gu, max=0) + torch.clamp(gv, max=0)
-    w_high = base + torch.clamp(gu, min=0) + torch.clamp(gv, min=0)
-    k_low = torch.maximum(torch.floor(w_low).to(torch.int64), low.gather(1, major[:, None])[which, 0])
-    k_high = torch.minimum(torch.floor(w_high).to(torch.int64), high.gather(1, major[:, None])[which, 0])
-    count = (k_high - k_low + 1).clamp(min=0)
+class _OverlapTable:
+    def __init__(self, triangles: torch.Tensor, resolution: int):
+        normal = torch.linalg.cross(triangles[:, 1] - triangles[:, 0], triangles[:, 2] - triangles[:, 0])
+        major = normal.abs().argmax(dim=1)
+        order = torch.stack([(major + 1) % 3, (major + 2) % 3, major], dim=1)  # (T, 3) axes u, v, m
+        q = triangles.gather(2, order[:, None, :].expand(-1, 3, -1))  # (T, 3 corners, 3) in (u, v, m)
+        origin = torch.floor(q.min(dim=1).values).clamp(0, resolution - 1)
+        top = torch.floor(q.max(dim=1).values).clamp(0, resolution - 1)
+        self.size = (top - origin + 1).to(torch.int64)  # (T, 3) voxels of the bounding box per frame axis
+        local = q - origin[:, None, :]
+        n = torch.linalg.cross(local[:, 1] - local[:, 0], local[:, 2] - local[:, 0])  # cyclic order keeps n
+        degenerate = n[:, 2] == 0
+        self.columns = self.size[:, 0] * self.size[:, 1] * ~degenerate
+        safe = torch.where(degenerate, torch.ones_like(n[:, 2]), n[:, 2])
+        gu, gv = -n[:, 0] / safe, -n[:, 1] / safe
+        self.plane = torch.stack([local[:, 0, 2] - gu * local[:, 0, 0] - gv * local[:, 0, 1], gu, gv], dim=1)
+        # 2-D edge tests per projection (i, j) of the frame, sign from the normal's remaining component
+        self.tests = [_edge_tests(local, n, i, j, k) for i, j, k in ((0, 1, 2), (1, 2, 0), (2, 0, 1))]
+        stride = torch.tensor([resolution * resolution, resolution, 1], dtype=torch.int64)
+        self.stride = stride[order]  # (T, 3) key stride of u, v, m
+        self.base = (origin.to(torch.int64) * self.stride).sum(dim=1)
 
-    cand = torch.repeat_interleave(torch.arange(which.numel()), count)
-    first = torch.cumsum(count, dim=0) - count
-    k = k_low[cand] + torch.arange(cand.numel()) - first[cand]
-    tri_local = which[cand]
-    voxel = torch.empty((cand.numel(), 3), dtype=torch.int64)
-    rows = torch.arange(cand.numel())
-    voxel[rows, m[cand]] = k
-    voxel[rows, ua[cand]] = cu[cand]
-    voxel[rows, va[cand]] = cv[cand]
-    hit = box_overlaps_triangle(tri[tri_local], voxel.to(torch.float64))
-    return tri_local[hit] + start, voxel[hit]
+    def overlaps(self, start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
+        counts = self.columns[start:stop]
+        tri = torch.repeat_interleave(torch.arange(start, stop), counts)
+        first = torch.cumsum(counts, dim=0) - counts
+        local = torch.arange(tri.numel()) - first[tri - start]
+        width = self.size[tri, 1]
+        cu, cv = local // width, local % width
+        fu, fv = cu.to(torch.float32), cv.to(torch.float32)
+        keep = _passes(self.tests[0], tri, fu, fv)
+        tri, cu, cv, fu, fv = tri[keep], cu[keep], cv[keep], fu[keep], fv[keep]
+        h0, gu, gv = self.plane[tri].unbind(dim=1)
+        base = h0 + gu * cu.to(torch.float64) + gv * cv.to(torch.float64)
+        k_low = torch.floor(base + gu.clamp(max=0) + gv.clamp(max=0)).to(torch.int64).clamp(min=0)
+        k_high = torch.minimum(torch.floor(base + gu.clamp(min=0) + gv.clamp(min=0)).to(torch.int64),
+                               self.size[tri, 2] - 1)
+        depth = (k_high - k_low + 1).clamp(min=0)
+        column = torch.repeat_interleave(torch.arange(tri.numel()), depth)
+        first = torch.cumsum(depth, dim=0) - depth
+        k = k_low[column] + torch.arange(column.numel()) - first[column]
+        tri, cu, cv, fu, fv = tri[column], cu[column], cv[column], fu[column], fv[column]
+        fk = k.to(torch.float32)
+        hit = _passes(self.tests[1], tri, fv, fk) & _passes(self.tests[2], tri, fk, fu)
+        tri, cu, cv, k = tri[hit], cu[hit], cv[hit], k[hit]
+        stride = self.stride[tri]
+        key = self.base[tri] + cu * stride[:, 0] + cv * stride[:, 1] + k * stride[:, 2]
+        return tri, key
 
 
-def box_overlaps_triangle(tri: torch.Tensor, corner: torch.Tensor) -> torch.Tensor:
-    """(N,) bool: does triangle (N, 3, 3) touch the closed unit box [corner, corner + 1] (N, 3)?"""
-    v0, v1, v2 = tri[:, 0], tri[:, 1], tri[:, 2]
-    edges = (v1 - v0, v2 - v1, v0 - v2)
-    n = torch.linalg.cross(edges[0], edges[1])
-    crit = (n > 0).to(tri.dtype)  # box corner farthest along n, relative to `corner`
-    d1 = (n * (crit - v0)).sum(dim=1)
-    d2 = (n * ((1 - crit) - v0)).sum(dim=1)
-    np_ = (n * corner).sum(dim=1)
-    hit = (np_ + d1) * (np_ + d2) <= 0
-    for a in range(3):  # projections onto the planes (x, y), (y, z), (z, x)
-        i, j = a, (a + 1) % 3
-        sign = torch.where(n[:, (a + 2) % 3] < 0, -1.0, 1.0).to(tri.dtype)
-        for e, v in zip(edges, (v0, v1, v2)):
-            ni = -e[:, j] * sign
-            nj = e[:, i] * sign
-            d = -(ni * v[:, i] + nj * v[:, j]) + torch.clamp(ni, min=0) + torch.clamp(nj, min=0)
-            hit &= ni * corner[:, i] + nj * corner[:, j] + d >= 0
-    return hit
+def _edge_tests(local: torch.Tensor, n: torch.Tensor, i: int, j: int, k: int) -> torch.Tensor:
+    """(T, 3 edges, 3) float32 (a, b, d): the unit square [p, p+1]^2 of the (i, j) plane touches the triangle's
+    projection only if a * p_i + b * p_j + d >= 0 for all three edges."""
+    sign = torch.where(n[:, k] < 0, -1.0, 1.0).to(local.dtype)
+    rows = []
+    for e in range(3):
+        v = local[:, e]
+        edge = local[:, (e + 1) % 3] - v
+        a = -edge[:, j] * sign
+        b = edge[:, i] * sign
+        d = -(a * v[:, i] + b * v[:, j]) + a.clamp(min=0) + b.clamp(min=0)
+        rows.append(torch.stack([a, b, d], dim=1))
+    return torch.stack(rows, dim=1).to(torch.float32)
+
+
+def _passes(tests: torch.Tensor, tri: torch.Tensor, p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    t = tests[tri]  # (N, 3, 3)
+    return ((t[:, :, 0] * p[:, None] + t[:, :, 1] * q[:, None] + t[:, :, 2]) >= 0).all(dim=1)
 
 
 def segment_voxels(segments: torch.Tensor, resolution: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -131,4 +134,4 @@ def segment_voxels(segments: torch.Tensor, resolution: int) -> tuple[torch.Tenso
     return seg[inside], voxel[inside]
 
 
-__all__ = ["box_overlaps_triangle", "segment_voxels", "triangle_voxel_overlaps"]
+__all__ = ["segment_voxels", "triangle_voxel_overlaps"]

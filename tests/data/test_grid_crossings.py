@@ -7,7 +7,7 @@ import pytest
 import torch
 import trimesh
 
-from know3d_cli.data.grid_crossings import crossing_voxels, edge_crossings, key_voxels, voxel_keys
+from know3d_cli.data.grid_crossings import active_voxels, edge_crossings, key_voxels
 
 
 def cross2(u: np.ndarray, v: np.ndarray) -> float:
@@ -46,12 +46,15 @@ def test_crossings_match_brute_force(chunk_size):
     mesh.apply_transform(trimesh.transformations.random_rotation_matrix(rng.random(3)))
     tri = (mesh.triangles * 0.45 + 0.5 + rng.uniform(-0.02, 0.02, 3)) * resolution
     expected = brute_force(tri, resolution)
-    got = []
-    for part in edge_crossings(torch.from_numpy(tri), resolution, chunk_size):
-        for t, a, o, p in zip(part.triangle, part.axis, part.owner, part.point):
-            got.append((int(a), *map(int, o), float(p[int(a)])))
-            assert np.allclose(np.delete(p.numpy(), int(a)), np.delete(o.numpy(), int(a)) + 1)
-    got.sort()
+    crossings = edge_crossings(torch.from_numpy(tri), resolution, chunk_size)
+    got = sorted((int(a), *map(int, o), float(p)) for a, o, p in zip(crossings.axis, crossings.owner, crossings.along))
+    points = crossings.points()
+    rows = np.arange(crossings.num_crossings)
+    axis = crossings.axis.numpy().astype(int)
+    np.testing.assert_array_equal(points.numpy()[rows, axis], crossings.along.numpy())
+    others = np.ones((rows.size, 3), dtype=bool)
+    others[rows, axis] = False
+    np.testing.assert_array_equal(points.numpy()[others], crossings.owner.numpy()[others] + 1.0)
     assert len(got) == len(expected) > 50
     assert [g[:4] for g in got] == [e[:4] for e in expected]
     np.testing.assert_allclose([g[4] for g in got], [e[4] for e in expected], atol=1e-9)
@@ -63,20 +66,25 @@ def test_shared_edges_through_lattice_points_are_crossed_once():
     quad = np.array([[0.5, 1.0, 1.0], [0.5, 4.0, 1.0], [0.5, 4.0, 4.0], [0.5, 1.0, 4.0]])
     tri = torch.from_numpy(quad[[[0, 1, 2], [0, 2, 3]]])
     lines = {}
-    for part in edge_crossings(tri, 6, 1 << 20):
-        for a, o in zip(part.axis.tolist(), part.owner.tolist()):
-            assert a == 0
-            lines[(o[1], o[2])] = lines.get((o[1], o[2]), 0) + 1
+    crossings = edge_crossings(tri, 6, 1 << 20)
+    for a, o in zip(crossings.axis.tolist(), crossings.owner.tolist()):
+        assert a == 0
+        lines[(o[1], o[2])] = lines.get((o[1], o[2]), 0) + 1
     # lattice points (j, k) covered once each: a half-open rule keeps exactly one closed side per axis
     assert set(lines.values()) == {1}
     assert len(lines) == 9
 
 
-def test_crossing_voxels_and_keys():
+def test_active_voxels_group_the_voxels_around_each_crossed_edge():
     tri = torch.tensor([[[0.2, 0.5, 0.5], [3.8, 0.5, 0.5], [0.2, 3.7, 3.6]]], dtype=torch.float64)
-    part = next(edge_crossings(tri, 4, 1 << 20))
-    row, voxel, owner = crossing_voxels(part, 4)
-    assert ((voxel >= 0) & (voxel < 4)).all()
-    assert torch.equal(voxel[owner], part.owner[row[owner]])
-    keys = voxel_keys(voxel, 4)
-    assert torch.equal(key_voxels(keys, 4), voxel)
+    crossings = edge_crossings(tri, 4, 1 << 20)
+    active = active_voxels(crossings, 4)
+    assert np.all(np.diff(active.keys) > 0) and np.all(np.diff(active.row) >= 0)
+    voxels = key_voxels(active.keys, 4)
+    assert ((voxels >= 0) & (voxels < 4)).all()
+    # every entry's voxel is next to its crossing's owner, and owners (entry % 4 == 0) are the voxel itself
+    owner = crossings.owner.numpy()[active.crossing]
+    delta = voxels[active.row] - owner
+    assert ((delta == 0) | (delta == 1)).all()
+    assert (delta[active.entry % 4 == 0] == 0).all()
+    assert np.unique(active.entry).size == active.entry.size
