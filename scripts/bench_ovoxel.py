@@ -44,7 +44,7 @@ def bumpy_sphere_glb(path: Path, faces: int, texture_size: int) -> None:
                    axis=-1).reshape(-1, 3)
     idx = np.arange((rows + 1) * (cols + 1)).reshape(rows + 1, cols + 1)
     a, b, c, d = idx[:-1, :-1], idx[:-1, 1:], idx[1:, 1:], idx[1:, :-1]
-    tris = np.concatenate([np.stack([a, c, b], -1).reshape(-1, 3), np.stack([a, d, c], -1).reshape(-1, 3)])
+    tris = np.concatenate([np.stack([a, b, c], -1).reshape(-1, 3), np.stack([a, c, d], -1).reshape(-1, 3)])
     s = np.linspace(0, 1, texture_size)
     gx, gy = np.meshgrid(s, s)
     base = np.stack([128 + 127 * np.sin(40 * gx), 128 + 127 * np.cos(30 * gy), 255 * gx * gy, np.full_like(gx, 255)],

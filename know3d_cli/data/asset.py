@@ -38,6 +38,7 @@ ASSET_FAILURES = {
     "non_finite": "a vertex coordinate is NaN or infinite",
     "bad_extent": "the bounding box is degenerate or absurdly large (data.asset.min_extent / max_extent)",
     "no_surface": "the surface crosses no edge of the O-Voxel grid (every triangle degenerate)",
+    "empty_render": "a front or back render shows nothing to crop (e.g. every material cut out by its alpha)",
 }
 
 
