@@ -84,7 +84,8 @@ def _convert(path: str, resolution: int, threads: int, profile: bool, queue) -> 
     convert_s, cpu_s = time.perf_counter() - t0, time.process_time() - c0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     queue.put({"resolution": resolution, "faces": asset.num_faces, "voxels": ovoxel.num_voxels,
-               "load_s": round(load_s, 2), "convert_s": round(convert_s, 2), "convert_cpu_s": round(cpu_s, 2), "rss_before_mb": round(before),
+               "load_s": round(load_s, 2), "convert_s": round(convert_s, 2), "convert_cpu_s": round(cpu_s, 2),
+               "rss_before_mb": round(before),
                "peak_rss_mb": round(peak), "peak_extra_mb": round(peak - before)})
 
 

@@ -194,5 +194,5 @@ def _evaluate(coef: torch.Tensor, point: torch.Tensor) -> torch.Tensor:
     return coef[:, 0] * point[:, 1] + coef[:, 1] * point[:, 0] + coef[:, 2]
 
 
-__all__ = ["AROUND_EDGE", "ActiveVoxels", "EdgeCrossings", "active_voxels", "chunk_ranges", "edge_crossings", "key_voxels",
-           "voxel_keys"]
+__all__ = ["AROUND_EDGE", "ActiveVoxels", "EdgeCrossings", "active_voxels", "chunk_ranges", "edge_crossings",
+           "key_voxels", "voxel_keys"]

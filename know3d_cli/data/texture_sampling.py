@@ -39,9 +39,10 @@ class TexturePyramid:
         for k in np.unique(low):
             rows = np.flatnonzero(low == k)
             value = _bilinear(self.levels[k], uv[rows])
-            if k + 1 < len(self.levels):
-                upper = _bilinear(self.levels[k + 1], uv[rows])
-                value = value + (upper - value) * frac[rows]
+            blend = rows[frac[rows, 0] > 0]  # magnified lookups (level clamped to 0) need no second level
+            if k + 1 < len(self.levels) and blend.size:
+                upper = _bilinear(self.levels[k + 1], uv[blend])
+                value[frac[rows, 0] > 0] += (upper - value[frac[rows, 0] > 0]) * frac[blend]
             out[rows] = value
         return out / 255.0
 

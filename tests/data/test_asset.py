@@ -42,7 +42,8 @@ def test_ply_keeps_its_axes_and_vertex_colors(write_asset):
 
 
 def test_textured_glb_keeps_material_texture_and_uvs(write_asset):
-    quad = textured_quad(gradient_texture(), metallicFactor=0.25, roughnessFactor=0.5, baseColorFactor=[255, 128, 255, 255])
+    quad = textured_quad(gradient_texture(), metallicFactor=0.25, roughnessFactor=0.5,
+                         baseColorFactor=[255, 128, 255, 255])
     asset = load_asset(write_asset(quad, "quad.glb"), AssetConfig())
     (material,) = asset.materials
     assert material.base_color_texture.shape == (64, 64, 4)
@@ -63,8 +64,9 @@ def test_large_textures_are_downscaled(write_asset):
 def test_scene_instances_are_flattened_with_their_transforms(write_asset):
     scene = trimesh.Scene()
     box = trimesh.creation.box((1.0, 1.0, 1.0))
-    scene.add_geometry(box, node_name="a", geom_name="box", transform=trimesh.transformations.translation_matrix((-2, 0, 0)))
-    scene.add_geometry(box, node_name="b", geom_name="box", transform=trimesh.transformations.translation_matrix((2, 0, 0)))
+    for node, x in (("a", -2.0), ("b", 2.0)):
+        scene.add_geometry(box, node_name=node, geom_name="box",
+                           transform=trimesh.transformations.translation_matrix((x, 0.0, 0.0)))
     asset = load_asset(write_asset(scene, "two.glb"), AssetConfig())
     assert asset.num_faces == 24
     extent = asset.vertices.max(axis=0) - asset.vertices.min(axis=0)
@@ -98,7 +100,8 @@ def _write(tmp_path: Path, name: str, data: bytes | str) -> Path:
         ("nan.obj", "v 0 0 0\nv 1 0 0\nv nan 1 0\nf 1 2 3\n", AssetConfig(), "non_finite"),
         ("huge.obj", "v 0 0 0\nv 1e9 0 0\nv 0 1 0\nf 1 2 3\n", AssetConfig(), "bad_extent"),
         ("dot.obj", "v 0 0 0\nv 0 0 0\nv 0 0 0\nf 1 2 3\n", AssetConfig(), "bad_extent"),
-        ("tri.obj", "v 0 0 0\nv 1 0 0\nv 0 1 0\nv 0 0 1\nf 1 2 3\nf 1 2 4\n", AssetConfig(max_faces=1), "too_many_faces"),
+        ("tri.obj", "v 0 0 0\nv 1 0 0\nv 0 1 0\nv 0 0 1\nf 1 2 3\nf 1 2 4\n", AssetConfig(max_faces=1),
+         "too_many_faces"),
         ("big.obj", "v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\n" + "# padding\n" * 200, AssetConfig(max_file_mb=0.001),
          "too_large"),
     ],

@@ -185,7 +185,8 @@ def test_vertex_colours_and_materials_stay_on_their_faces(one_thread, write_asse
         others = [a for a in range(3) if a != axis]
         on_face = (centres[:, axis] * sign > 0.45) & (np.abs(centres[:, others]) < 0.4).all(axis=1)
         assert on_face.sum() > 50
-        np.testing.assert_allclose(ovoxel.attrs[on_face, :3].numpy(), np.broadcast_to(np.array(rgb) / 255, (on_face.sum(), 3)), atol=1e-6)
+        expected = np.broadcast_to(np.array(rgb) / 255, (on_face.sum(), 3))
+        np.testing.assert_allclose(ovoxel.attrs[on_face, :3].numpy(), expected, atol=1e-6)
 
 
 def test_degenerate_surface_is_an_asset_error():
