@@ -24,11 +24,12 @@ import torch
 
 from ..config import OVoxelConfig
 from .grid_crossings import ActiveVoxels, EdgeCrossings, key_voxels, voxel_keys
-from .sorted_keys import add_by_group, group_chunks, group_starts, lookup
 from .qef import line_qef, minimize_in_unit_box, plane_qef, point_qef, translate_qef
+from .sorted_keys import add_by_group, group_chunks, group_starts, lookup
 from .voxel_traversal import segment_voxels, triangle_voxel_overlaps
 
 logger = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class DualGrid:
