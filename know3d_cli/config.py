@@ -26,6 +26,7 @@ logger = logging.getLogger(__name__)
 MODES = ("auto", "know3d", "multiview", "trellis")
 PREVIEWS = ("x0", "full", "none")
 PIPELINE_TYPES = ("ss", "512", "1024", "1024_cascade", "1536_cascade")
+OVOXEL_RESOLUTIONS = (256, 512, 1024)
 
 
 # ------------------------------------------------------------------------------------ models
@@ -142,6 +143,40 @@ class RuntimeConfig:
 
 
 @dataclass
+class AssetConfig:
+    max_file_mb: float = 2048.0  # refuse asset files larger than this many MiB
+    max_faces: int = 10_000_000  # refuse assets with more triangles than this
+    max_extent: float = 1.0e5  # refuse assets whose largest bounding-box side is larger (file units)
+    min_extent: float = 1.0e-6  # refuse assets whose largest bounding-box side is smaller (file units)
+    max_texture_side: int = 4096  # textures with a longer side are downscaled (area filter) when loaded
+
+
+@dataclass
+class OVoxelConfig:
+    resolution: int = 1024  # flexible dual grid side: 256 | 512 | 1024 (TRELLIS.2's shape-VAE grids)
+    face_weight: float = 1.0  # QEF weight of the planes of triangles overlapping a voxel
+    boundary_weight: float = 0.2  # QEF weight of open-boundary edges passing through a voxel
+    regularization_weight: float = 0.01  # QEF pull towards the mean of a voxel's edge crossings
+    chunk_size: int = 1_000_000  # lattice candidates / voxels processed at once (bounds peak memory)
+
+
+@dataclass
+class ViewsConfig:
+    size: int = 1024  # render side in pixels, before the inference crop
+    azimuth_range: list[float] = field(default_factory=lambda: [0.0, 360.0])  # front azimuth drawn here (degrees)
+    elevation_range: list[float] = field(default_factory=lambda: [0.0, 30.0])  # shared elevation drawn here (degrees)
+    fov: float = 40.0  # vertical field of view of the perspective camera (degrees)
+    shading: str = "lit"  # lit (PBR base colour under a key and ambient light) | flat (unlit base colour)
+
+
+@dataclass
+class DataConfig:
+    asset: AssetConfig = field(default_factory=AssetConfig)  # what assets are accepted
+    ovoxel: OVoxelConfig = field(default_factory=OVoxelConfig)  # mesh -> O-Voxel conversion
+    views: ViewsConfig = field(default_factory=ViewsConfig)  # front/back renders of each sample
+
+
+@dataclass
 class Know3dConfig:
     mode: str = "auto"  # auto | know3d | multiview | trellis
     back: str = ""  # text about the hidden back side
@@ -157,6 +192,7 @@ class Know3dConfig:
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     models: ModelsConfig = field(default_factory=ModelsConfig)
     train: TrainConfig = field(default_factory=TrainConfig)  # `know3d train` (train_config.py)
+    data: DataConfig = field(default_factory=DataConfig)
 
 
 # ------------------------------------------------------------------------------------ loading
@@ -213,6 +249,8 @@ def validate(cfg: Know3dConfig) -> None:
         ("runtime.offload", cfg.runtime.offload, ("sequential", "none")),
         ("runtime.attention", cfg.runtime.attention, ("auto", "sdpa", "flash_attn")),
         ("runtime.sparse_conv", cfg.runtime.sparse_conv, ("auto", "torch")),
+        ("data.ovoxel.resolution", cfg.data.ovoxel.resolution, OVOXEL_RESOLUTIONS),
+        ("data.views.shading", cfg.data.views.shading, ("lit", "flat")),
     ]
     for key, value, allowed in checks:
         if value not in allowed:
@@ -231,10 +269,21 @@ def validate(cfg: Know3dConfig) -> None:
         ("export.texture_size", cfg.export.texture_size, 16, 16384),
         ("preprocess.threshold_tolerance", cfg.preprocess.threshold_tolerance, 0.0, 1.0),
         ("preprocess.alpha_cutoff", cfg.preprocess.alpha_cutoff, 0.0, 1.0),
+        ("data.asset.max_faces", cfg.data.asset.max_faces, 1, 2**31 - 1),
+        ("data.asset.max_texture_side", cfg.data.asset.max_texture_side, 1, 65536),
+        ("data.ovoxel.chunk_size", cfg.data.ovoxel.chunk_size, 1024, 2**31 - 1),
+        ("data.views.size", cfg.data.views.size, 16, 8192),
+        ("data.views.fov", cfg.data.views.fov, 1.0, 170.0),
     ]
     for key, value, lo, hi in ranges:
         if not lo <= value <= hi:
             raise ConfigError(f"invalid value {value!r} for {key}; expected a number in [{lo}, {hi}]")
+    for key, pair in (("data.views.azimuth_range", cfg.data.views.azimuth_range),
+                      ("data.views.elevation_range", cfg.data.views.elevation_range)):
+        if len(pair) != 2 or pair[0] > pair[1]:
+            raise ConfigError(f"invalid value {list(pair)!r} for {key}; expected [low, high] with low <= high")
+    if not 0.0 < cfg.data.asset.min_extent < cfg.data.asset.max_extent:
+        raise ConfigError("invalid data.asset extents; expected 0 < data.asset.min_extent < data.asset.max_extent")
     if cfg.runtime.device != "auto" and not (cfg.runtime.device == "cpu" or cfg.runtime.device.startswith("cuda")):
         raise ConfigError(f"invalid value {cfg.runtime.device!r} for runtime.device; expected auto, cpu, cuda or cuda:N")
     validate_train(cfg.train)
@@ -278,7 +327,7 @@ def _one_line(exc: BaseException) -> str:
 
 
 __all__ = [
-    "AdapterConfig", "EditorConfig", "ExportConfig", "Know3dConfig", "MllmConfig", "ModelSpec",
+    "AdapterConfig", "AssetConfig", "DataConfig", "OVoxelConfig", "ViewsConfig", "EditorConfig", "ExportConfig", "Know3dConfig", "MllmConfig", "ModelSpec",
     "ModelsConfig", "PreprocessConfig", "RuntimeConfig", "SamplerConfig", "TapConfig", "Trellis2Config",
     "config_dir", "load_config", "parse_choice", "to_container", "to_yaml", "validate",
 ]

@@ -50,6 +50,20 @@ class InputError(Know3dError):
     code = "bad_input"
 
 
+class AssetError(InputError):
+    """A 3D asset cannot be used: unreadable, unsupported format, empty, no faces, non-finite or absurd geometry.
+
+    `reason` is a short stable name of the cause (see `know3d_cli.data.asset.ASSET_FAILURES`), recorded beside the
+    message when a build skips the asset.
+    """
+
+    code = "bad_asset"
+
+    def __init__(self, message: str, reason: str):
+        super().__init__(message)
+        self.reason = reason
+
+
 class ModelMissingError(Know3dError):
     """A model (or adapter) needed by the run is not on disk."""
 

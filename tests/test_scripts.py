@@ -1,4 +1,4 @@
-"""The GPU benchmark scripts run end to end (tiny networks on the CPU), so they are ready for a GPU machine."""
+"""The benchmark scripts run end to end on tiny inputs (the GPU one on tiny networks on the CPU), so they stay ready."""
 
 from __future__ import annotations
 
@@ -56,3 +56,19 @@ def test_bench_train_gpu_mode_smoke_reports_both_stages(tmp_path):
         assert result["step_seconds"] > 0 and result["trainable_params"] > 0
         hours = 50_000 * result["step_seconds"] / 3600  # batch 1
         assert abs(result["gpu_hours_per_epoch_50k"] - hours) <= 0.01 + 1e-4 * hours
+def test_bench_ovoxel_and_bench_render_smoke(tmp_path):
+    scripts = SCRIPT.parent
+    env = {**os.environ, "PYTHONPATH": str(scripts.parent), "OMP_NUM_THREADS": "1"}
+    out = tmp_path / "ovoxel.json"
+    run = subprocess.run([sys.executable, str(scripts / "bench_ovoxel.py"), "--faces", "2000", "--texture-size", "32",
+                          "--resolution", "32", "--json", str(out)], capture_output=True, text=True, timeout=300, env=env)
+    assert run.returncode == 0, run.stderr
+    (result,) = json.loads(out.read_text())["results"]
+    assert result["resolution"] == 32 and result["voxels"] > 100 and result["faces"] >= 1900
+    out = tmp_path / "render.json"
+    run = subprocess.run([sys.executable, str(scripts / "bench_render.py"), "--faces", "2000", "--texture-size", "32",
+                          "--size", "32", "--frames", "2", "--json", str(out)], capture_output=True, text=True,
+                         timeout=300, env=env)
+    assert run.returncode == 0, run.stderr
+    report = json.loads(out.read_text())
+    assert report["faces"] >= 1900 and report["results"]["turntable_2_s"] > 0 and report["opengl"]
