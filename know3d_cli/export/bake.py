@@ -15,8 +15,8 @@ import cv2
 import numpy as np
 import torch
 
-from ..trellis2.mesh.grid_sample import VoxelIndex, grid_sample_3d
-from ..trellis2.representations import Asset3D
+from ..geometry import VoxelIndex, grid_sample_3d
+from ..geometry import Asset3D
 from .closest_point import ClosestPointQuery
 from .rasterize import rasterize_triangles
 from ..timing import timed

@@ -19,7 +19,7 @@ from PIL import Image
 
 from ..config import ExportConfig
 from ..errors import ConfigError
-from ..trellis2.representations import Asset3D
+from ..geometry import Asset3D
 from .bake import SurfaceAttributes, bake_pbr_textures
 from .mesh_ops import decimate_asset, to_gltf_frame, vertex_normals
 from ..timing import timed

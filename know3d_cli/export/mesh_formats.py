@@ -17,7 +17,7 @@ import trimesh
 
 from ..config import ExportConfig
 from ..errors import ConfigError
-from ..trellis2.representations import Asset3D
+from ..geometry import Asset3D
 from .bake import SurfaceAttributes
 from .glb import to_glb
 from .mesh_ops import decimate_asset, to_gltf_frame, vertex_normals

@@ -2,6 +2,6 @@
 
 from .conditioning import DinoV3Conditioner
 from .generate import Trellis2Generator, Trellis2Stats
-from .representations import Asset3D
+from ..geometry import Asset3D
 
 __all__ = ["Asset3D", "DinoV3Conditioner", "Trellis2Generator", "Trellis2Stats"]

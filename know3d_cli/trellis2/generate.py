@@ -33,7 +33,7 @@ from .cascade import (
 from .conditioning import DinoV3Conditioner
 from .mesh import fill_small_holes, flexible_dual_grid_to_mesh, occupancy_to_mesh
 from .pipeline_spec import NormalizationSpec, read_pipeline_json
-from .representations import Asset3D
+from ..geometry import Asset3D
 from .residency import StageModels
 from .sampler import SamplerSettings, sample
 from .sparse.tensor import SparseTensor

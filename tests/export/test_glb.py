@@ -18,7 +18,7 @@ from PIL import Image
 from know3d_cli.config import ExportConfig
 from know3d_cli.errors import ConfigError, GenerationError
 from know3d_cli.export import encode_mesh, to_glb
-from know3d_cli.trellis2.representations import Asset3D
+from know3d_cli.geometry import Asset3D
 
 TEXTURE_SIZE = 128
 RED_RGBA = (255, 0, 0, 255)

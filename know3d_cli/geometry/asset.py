@@ -1,4 +1,4 @@
-"""What TRELLIS.2 hands to export: a mesh in TRELLIS.2's frame, optionally with PBR voxels."""
+"""The generated asset: a mesh in TRELLIS.2's frame, optionally with PBR voxels (TRELLIS.2 makes it, export writes it)."""
 
 from __future__ import annotations
 
