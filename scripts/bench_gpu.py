@@ -32,6 +32,7 @@ from know3d_cli.tiny.trellis2 import (
     RELEASED_PIPELINE_ARGS,
     decoder_args,
     dit_args,
+    released_models_map,
     ss_decoder_args,
 )
 from know3d_cli.trellis2.mesh import flexible_dual_grid_to_mesh
@@ -42,6 +43,7 @@ from know3d_cli.trellis2.models import (
     SparseStructureFlowModel,
     SparseUnetVaeDecoder,
 )
+from know3d_cli.trellis2.pipeline_spec import PIPELINE_NAME, parse_pipeline_spec
 from know3d_cli.trellis2.sampler import SamplerSettings, sample
 from know3d_cli.trellis2.sparse.tensor import SparseTensor
 
@@ -111,7 +113,8 @@ def random_coords(tokens: int, side: int, generator: torch.Generator) -> torch.T
 
 
 def sampler(stage: str) -> SamplerSettings:
-    return SamplerSettings.from_pipeline_entry(RELEASED_PIPELINE_ARGS[f"{stage}_sampler"])
+    released = {"name": PIPELINE_NAME, "args": {"models": released_models_map(), **RELEASED_PIPELINE_ARGS}}
+    return getattr(parse_pipeline_spec(released, Path("released pipeline.json")), f"{stage}_sampler")
 
 
 def run_flow(model, noise, cond, settings, concat=None):

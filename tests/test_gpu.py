@@ -7,9 +7,9 @@ import pytest
 import torch
 from PIL import Image
 
-from know3d_cli.config import AdapterConfig, RuntimeConfig, Trellis2Config
+from know3d_cli.config import RuntimeConfig, RuntimeDtype
 from know3d_cli.runtime import resolve_runtime
-from know3d_cli.trellis2 import Trellis2Generator
+from know3d_cli.trellis2 import AdapterSettings, Offload, PipelineType, Trellis2Generator, Trellis2Settings
 
 pytestmark = [
     pytest.mark.gpu,
@@ -24,9 +24,9 @@ def front() -> Image.Image:
 
 
 def generator(tiny_root, dtype: str, offload: str, pipeline_type: str = "512") -> Trellis2Generator:
-    runtime = resolve_runtime(RuntimeConfig(device="cuda", dtype=dtype, offload=offload))
+    runtime = resolve_runtime(RuntimeConfig(device="cuda", dtype=RuntimeDtype(dtype), offload=Offload(offload)))
     return Trellis2Generator(tiny_root / "trellis2", tiny_root / "trellis_image_large", tiny_root / "dinov3",
-                             Trellis2Config(pipeline_type=pipeline_type), AdapterConfig(), None, runtime)
+                             Trellis2Settings(pipeline_type=PipelineType(pipeline_type)), AdapterSettings(), None, runtime)
 
 
 def test_sequential_offload_parks_every_network_on_the_cpu(tiny_root):
@@ -39,8 +39,8 @@ def test_sequential_offload_parks_every_network_on_the_cpu(tiny_root):
 
 def test_cuda_fp32_matches_cpu_stage_one(tiny_root):
     cpu = Trellis2Generator(tiny_root / "trellis2", tiny_root / "trellis_image_large", tiny_root / "dinov3",
-                            Trellis2Config(pipeline_type="ss"), AdapterConfig(), None,
-                            resolve_runtime(RuntimeConfig(device="cpu", dtype="float32")))
+                            Trellis2Settings(pipeline_type=PipelineType.ss), AdapterSettings(), None,
+                            resolve_runtime(RuntimeConfig(device="cpu", dtype=RuntimeDtype.float32)))
     torch.backends.cuda.matmul.allow_tf32 = False
     gpu = generator(tiny_root, "float32", "none", pipeline_type="ss")
     a, _ = cpu.generate(front(), seed=3)

@@ -11,14 +11,13 @@ import logging
 import torch
 from PIL import Image
 
-from ..config import EditorConfig, TapConfig
+from ..config import EditorConfig, Preview, TapConfig
 from ..errors import ConfigError, GenerationError
 from .pipeline import EditorPipeline, condition_area
 from .tap import EditorTap, TapRecorder, hidden_state_tap, tap_step_index
 
 logger = logging.getLogger(__name__)
 
-PREVIEWS = ("x0", "full", "none")
 
 
 def imagine_back(
@@ -27,7 +26,7 @@ def imagine_back(
     prompt: str,
     cfg: EditorConfig,
     tap: TapConfig,
-    preview: str = "x0",
+    preview: Preview = Preview.x0,
     generator: torch.Generator | None = None,
     need_full_image: bool = False,
 ) -> EditorTap:
@@ -47,10 +46,6 @@ def imagine_back(
     Returns:
         The tap; `preview` holds an RGB image of side `cfg.resolution` (floored to the pipeline's multiple) or None.
     """
-    if preview not in PREVIEWS:
-        raise ConfigError(f"invalid value {preview!r} for preview; expected one of: {', '.join(PREVIEWS)}")
-    if cfg.steps < 2:
-        raise ConfigError(f"invalid value {cfg.steps} for editor.steps; the released schedule needs at least 2")
     if image.mode != "RGB":
         image = image.convert("RGB")
     multiple = pipe.vae_scale_factor * 2
@@ -61,8 +56,8 @@ def imagine_back(
         logger.info("editor.resolution %d floored to %d (a multiple of %d)", cfg.resolution, side, multiple)
 
     guided = cfg.true_cfg_scale > 1 and cfg.negative_prompt is not None
-    finish = preview == "full" or need_full_image
-    x0_preview = preview == "x0" and not finish
+    finish = preview == Preview.full or need_full_image
+    x0_preview = preview == Preview.x0 and not finish
     step = tap_step_index(tap.step_frac, cfg.steps)
     stop = None if finish else ("step" if x0_preview else "block")
 

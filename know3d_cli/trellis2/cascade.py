@@ -7,13 +7,6 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-# pipeline_type -> (sparse-structure grid, final voxel resolution, cascade?)
-PIPELINE_TYPES: dict[str, tuple[int, int, bool]] = {
-    "512": (32, 512, False),
-    "1024": (64, 1024, False),
-    "1024_cascade": (32, 1024, True),
-    "1536_cascade": (32, 1536, True),
-}
 LATENT_DOWNSAMPLE = 16  # the SC-VAE latent grid is 1/16 of the voxel resolution
 HR_RESOLUTION_STEP = 128  # the token cap lowers 1536 in steps of this
 

@@ -20,19 +20,19 @@ import logging
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from ..errors import CheckpointError, ConfigError, Know3dError, ModelMissingError
+from ..errors import CheckpointError, Know3dError, ModelMissingError
 from ..io import atomic_write
+from .settings import AdapterStage
 
 logger = logging.getLogger(__name__)
 
-PRECISIONS = ("reference", "fp32")
-ADAPTER_STAGES = ("ss", "shape", "tex")  # file stems of the adapter pairs inside an adapter directory
 _SHOWN = 5  # keys listed in a mismatch message
 
 # safetensors header dtype names -> torch dtypes (the ones TRELLIS.2 files use, plus the usual others)
@@ -149,14 +149,23 @@ def build_model(config: CheckpointConfig, classes: Mapping[str, type[nn.Module]]
 
 
 # ------------------------------------------------------------------------------------------------- loading
-def load_model(stem: Path, *, device: torch.device | str = "cpu", precision: str = "reference") -> nn.Module:
+class Precision(Enum):
+    """How a network's parameters are stored for inference."""
+
+    reference = "reference"  # the reference mixed precision (spec 2.2), meant for GPUs
+    fp32 = "fp32"  # every parameter in fp32 (exact; the CPU default)
+
+
+def load_model(
+    stem: Path, *, device: torch.device | str = "cpu", precision: Precision = Precision.reference
+) -> nn.Module:
     """Build and load one released (or tiny) checkpoint strictly.
 
     Args:
         stem: checkpoint path without extension (`.../ckpts/ss_flow_img_dit_1_3B_64_bf16`).
         device: where the parameters are created.
-        precision: "reference" = the reference mixed precision (spec 2.2: DiT block Linears in the json `dtype`,
-            decoder block convs in fp16 when `use_fp16`, everything else fp32; meant for GPUs), or "fp32".
+        precision: `reference` = the reference mixed precision (spec 2.2: DiT block Linears in the json `dtype`,
+            decoder block convs in fp16 when `use_fp16`, everything else fp32; meant for GPUs), or `fp32`.
 
     Returns:
         The network in eval mode.
@@ -169,22 +178,20 @@ def load_model(stem: Path, *, device: torch.device | str = "cpu", precision: str
         model, config, header, precision))
 
 
-def adapter_stem(directory: Path, stage: str) -> Path:
+def adapter_stem(directory: Path, stage: AdapterStage) -> Path:
     """`directory/<stage>`: the adapter pair of one TRELLIS.2 stage, without extension."""
-    if stage not in ADAPTER_STAGES:
-        raise ConfigError(f"unknown adapter stage {stage!r}; expected one of {', '.join(ADAPTER_STAGES)}")
-    return Path(directory) / stage
+    return Path(directory) / stage.value
 
 
 def load_adapter(
-    directory: Path, stage: str, *, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
+    directory: Path, stage: AdapterStage, *, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
 ) -> nn.Module:
     """Load `directory/<stage>.{json,safetensors}` strictly.
 
     `dtype` is the dtype of the adapter's attention Linears (that of the flow model blocks it plugs into); the
     projector, norms and gammas stay fp32 (`Know3dAdapter.apply_precision_policy`).
     """
-    stem = adapter_stem(Path(directory), stage)  # an unknown stage is a config error, whatever is on disk
+    stem = adapter_stem(Path(directory), stage)
     if not stem.parent.is_dir():
         raise ModelMissingError(f"adapter directory {stem.parent} not found")
 
@@ -278,14 +285,12 @@ def _materialise_buffers(model: nn.Module, device: torch.device, config: Checkpo
 
 
 def _apply_precision(
-    model: nn.Module, config: CheckpointConfig, stored: Mapping[str, _Stored], precision: str
+    model: nn.Module, config: CheckpointConfig, stored: Mapping[str, _Stored], precision: Precision
 ) -> None:
     """Set parameter dtypes (on the still-empty model) per the requested policy."""
-    if precision not in PRECISIONS:
-        raise ConfigError(f"precision={precision!r}; expected one of {', '.join(PRECISIONS)}")
     if hasattr(model, "apply_precision_policy"):  # flow transformers
         dtype = torch.float32
-        if precision == "reference":
+        if precision is Precision.reference:
             dtype = model.reference_dtype
             if "dtype" not in config.args:
                 dtype = _stored_blocks_dtype(stored, default=dtype)
@@ -293,7 +298,7 @@ def _apply_precision(
         model.apply_precision_policy(dtype)
     elif hasattr(model, "convert_to_fp16"):  # SC-VAE and sparse-structure decoders
         model.float()
-        if precision == "reference" and getattr(model, "use_fp16", False):
+        if precision is Precision.reference and getattr(model, "use_fp16", False):
             model.convert_to_fp16()
     else:
         raise CheckpointError(f"{config.name} exposes no precision policy (apply_precision_policy / convert_to_fp16)")
@@ -341,7 +346,7 @@ def save_checkpoint(
     return stem
 
 
-def save_adapter(adapter: nn.Module, directory: Path, stage: str, dtype: torch.dtype | None = None) -> Path:
+def save_adapter(adapter: nn.Module, directory: Path, stage: AdapterStage, dtype: torch.dtype | None = None) -> Path:
     """Write `directory/<stage>.{json,safetensors}`, json args = `adapter.config()`. Returns `directory`."""
     directory = Path(directory)
     save_checkpoint(adapter, adapter_stem(directory, stage), type(adapter).__name__, adapter.config(), dtype=dtype)
@@ -349,9 +354,8 @@ def save_adapter(adapter: nn.Module, directory: Path, stage: str, dtype: torch.d
 
 
 __all__ = [
-    "ADAPTER_STAGES",
-    "PRECISIONS",
     "CheckpointConfig",
+    "Precision",
     "adapter_classes",
     "adapter_stem",
     "build_model",

@@ -13,34 +13,30 @@ the stages in `adapter.stages` through their adapters.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 from PIL import Image
 
-from ..config import AdapterConfig, SamplerConfig, Trellis2Config
 from ..errors import ConfigError, GenerationError
-from ..runtime import Runtime
 from ..timing import timed
-from .cascade import (
-    PIPELINE_TYPES,
-    LatentNormalization,
-    cap_resolution,
-    occupancy_coords,
-)
+from .cascade import LatentNormalization, cap_resolution, occupancy_coords
 from .conditioning import DinoV3Conditioner
 from .mesh import fill_small_holes, flexible_dual_grid_to_mesh, occupancy_to_mesh
 from .pipeline_spec import NormalizationSpec, read_pipeline_json
 from ..geometry import Asset3D
 from .residency import StageModels
-from .sampler import SamplerSettings, sample
+from .sampler import sample
+from .settings import AdapterNegative, AdapterSettings, AdapterStage, PipelineType, Trellis2Settings
 from .sparse.tensor import SparseTensor
+
+if TYPE_CHECKING:
+    from ..runtime import Runtime
 
 logger = logging.getLogger(__name__)
 
-SS_ONLY = "ss"  # pipeline_type that stops after stage 1
 COND_LR, COND_HR = 512, 1024  # DINOv3 input sides
 SS_GRID = 64  # side of the decoded occupancy grid
 LR_GRID_TO_VOXELS = 16  # the shape decoder's `upsample(.., 4)` returns coords at 16x the latent grid
@@ -69,8 +65,8 @@ class Trellis2Generator:
         trellis_dir: TRELLIS.2 folder (`pipeline.json`, `ckpts/`).
         ss_decoder_dir: TRELLIS-image-large folder holding the sparse-structure decoder.
         dinov3_dir: `DINOv3ViTModel` folder.
-        cfg: `trellis2.*` (pipeline type, token cap, sampler overrides).
-        adapter_cfg: `adapter.*` (stages, uncond policy, expected blocks / pool).
+        cfg: pipeline type, token cap, sampler overrides.
+        adapter_cfg: adapted stages, uncond policy, expected blocks / pool.
         adapter_dir: folder with the per-stage adapter files; None = no Know3D adapter.
         runtime: device, dtype, offload, backends.
     """
@@ -80,8 +76,8 @@ class Trellis2Generator:
         trellis_dir: Path,
         ss_decoder_dir: Path | None,
         dinov3_dir: Path,
-        cfg: Trellis2Config,
-        adapter_cfg: AdapterConfig,
+        cfg: Trellis2Settings,
+        adapter_cfg: AdapterSettings,
         adapter_dir: Path | None,
         runtime: Runtime,
     ):
@@ -91,17 +87,10 @@ class Trellis2Generator:
         self.runtime = runtime
         self.spec = read_pipeline_json(Path(trellis_dir))
         self.pipeline_type = cfg.pipeline_type
-        if self.pipeline_type != SS_ONLY and self.pipeline_type not in PIPELINE_TYPES:
-            raise ConfigError(
-                f"invalid value {self.pipeline_type!r} for trellis2.pipeline_type; expected one of: "
-                f"{SS_ONLY}, {', '.join(PIPELINE_TYPES)}"
-            )
-        if cfg.max_num_tokens < 1:
-            raise ConfigError(f"invalid value {cfg.max_num_tokens!r} for trellis2.max_num_tokens; expected >= 1")
         self.samplers = {
-            "ss": _override(self.spec.sparse_structure_sampler, cfg.ss, "trellis2.ss"),
-            "shape": _override(self.spec.shape_slat_sampler, cfg.shape, "trellis2.shape"),
-            "tex": _override(self.spec.tex_slat_sampler, cfg.tex, "trellis2.tex"),
+            AdapterStage.ss: cfg.ss.apply(self.spec.sparse_structure_sampler),
+            AdapterStage.shape: cfg.shape.apply(self.spec.shape_slat_sampler),
+            AdapterStage.tex: cfg.tex.apply(self.spec.tex_slat_sampler),
         }
         self.shape_norm = _normalization(self.spec.shape_slat_normalization)
         self.tex_norm = _normalization(self.spec.tex_slat_normalization)
@@ -142,19 +131,20 @@ class Trellis2Generator:
             cond_lr = self._encode(views, COND_LR)
         with timed(stats.timings_s, "ss"):
             logits = self._sparse_structure(cond_lr, ext_tokens, generator, stats)
-        if self.pipeline_type == SS_ONLY:
+        plan = self.cfg.plan
+        if not plan.textured:
             with timed(stats.timings_s, "mesh"):
                 vertices, faces = occupancy_to_mesh(logits[0, 0])
             return Asset3D(vertices, faces, source_stage="ss", resolution=SS_GRID), stats
 
-        ss_grid, resolution, cascade = PIPELINE_TYPES[self.pipeline_type]
+        ss_grid, resolution, cascade = plan.ss_grid, plan.resolution, plan.cascade
         coords = occupancy_coords(logits, ss_grid)
         del logits
         if coords.shape[0] == 0:
             raise GenerationError(
                 "the sparse structure is empty: no occupied voxel (all decoder logits <= 0); try another seed or image"
             )
-        cond_hr = None if self.pipeline_type == "512" else self._encode(views, COND_HR)
+        cond_hr = None if self.pipeline_type is PipelineType["512"] else self._encode(views, COND_HR)
 
         notify("shape")
         with timed(stats.timings_s, "shape"):
@@ -166,14 +156,14 @@ class Trellis2Generator:
                 slat = self._shape_latent("shape_slat_flow_model_1024", hr_coords, cond_hr, ext_tokens, generator,
                                           stats, "shape_hr")
             else:
-                role = "shape_slat_flow_model_512" if self.pipeline_type == "512" else "shape_slat_flow_model_1024"
-                cond = cond_lr if self.pipeline_type == "512" else cond_hr
+                role = "shape_slat_flow_model_512" if self.pipeline_type is PipelineType["512"] else "shape_slat_flow_model_1024"
+                cond = cond_lr if self.pipeline_type is PipelineType["512"] else cond_hr
                 slat = self._shape_latent(role, coords, cond, ext_tokens, generator, stats, "shape")
 
         notify("tex")
         with timed(stats.timings_s, "tex"):
-            tex_role = "tex_slat_flow_model_512" if self.pipeline_type == "512" else "tex_slat_flow_model_1024"
-            tex_cond = cond_lr if self.pipeline_type == "512" else cond_hr
+            tex_role = "tex_slat_flow_model_512" if self.pipeline_type is PipelineType["512"] else "tex_slat_flow_model_1024"
+            tex_cond = cond_lr if self.pipeline_type is PipelineType["512"] else cond_hr
             tex_slat = self._texture_latent(tex_role, slat, tex_cond, ext_tokens, generator, stats)
 
         notify("decode")
@@ -196,7 +186,7 @@ class Trellis2Generator:
         res = flow.resolution
         noise = torch.randn(1, flow.in_channels, res, res, res, generator=generator)
         stats.tokens["ss"] = res**3
-        latent = self._sample("ss", flow, noise, cond, ext_tokens, stats, "ss")
+        latent = self._sample(AdapterStage.ss, flow, noise, cond, ext_tokens, stats, "ss")
         decoder = self.models.network("sparse_structure_decoder")
         with self.models.resident(decoder):
             logits = decoder(latent.to(self.runtime.device)).float()
@@ -218,7 +208,7 @@ class Trellis2Generator:
         flow = self.models.network(role)
         noise = SparseTensor(torch.randn(coords.shape[0], flow.out_channels, generator=generator), coords.cpu())
         stats.tokens[run] = int(coords.shape[0])
-        latent = self._sample("shape", flow, noise, cond, ext_tokens, stats, run)
+        latent = self._sample(AdapterStage.shape, flow, noise, cond, ext_tokens, stats, run)
         return latent.replace(self.shape_norm.denormalize(latent.feats))
 
     def _cascade_coords(
@@ -254,7 +244,7 @@ class Trellis2Generator:
         noise = SparseTensor(torch.randn(len(shape_slat), flow.out_channels, generator=generator),
                              shape_slat.coords.cpu())
         stats.tokens["tex"] = len(shape_slat)
-        latent = self._sample("tex", flow, noise, cond, ext_tokens, stats, "tex", concat_cond=shape)
+        latent = self._sample(AdapterStage.tex, flow, noise, cond, ext_tokens, stats, "tex", concat_cond=shape)
         return latent.replace(self.tex_norm.denormalize(latent.feats))
 
     def _decode(
@@ -293,7 +283,7 @@ class Trellis2Generator:
     # ------------------------------------------------------------------------------------------------ sampling
     def _sample(
         self,
-        stage: str,
+        stage: AdapterStage,
         flow: torch.nn.Module,
         noise: torch.Tensor | SparseTensor,
         cond: list[torch.Tensor],
@@ -313,7 +303,7 @@ class Trellis2Generator:
             if adapter is not None:
                 tokens = ext_tokens.to(device)
                 ext = adapter.condition(tokens)
-                ext_neg = ext if self.adapter_cfg.uncond == "same" else adapter.condition(torch.zeros_like(tokens))
+                ext_neg = ext if self.adapter_cfg.uncond is AdapterNegative.same else adapter.condition(torch.zeros_like(tokens))
             extra = {} if concat_cond is None else {"concat_cond": concat_cond.to(device)}
 
             def velocity(x, t, c):
@@ -324,7 +314,7 @@ class Trellis2Generator:
         stats.forwards[run] = result.forwards
         return result.x
 
-    def _adapter(self, stage: str, flow: torch.nn.Module) -> torch.nn.Module | None:
+    def _adapter(self, stage: AdapterStage, flow: torch.nn.Module) -> torch.nn.Module | None:
         """The stage's adapter when the stage is in `adapter.stages`, checked against `adapter.blocks` / `pool`."""
         if stage not in self.adapter_cfg.stages:
             return None
@@ -343,19 +333,8 @@ class Trellis2Generator:
         return adapter
 
 
-def _override(settings: SamplerSettings, cfg: SamplerConfig, key: str) -> SamplerSettings:
-    """`pipeline.json` sampler settings with the non-null `trellis2.<stage>.*` overrides applied."""
-    changes = {name: getattr(cfg, name) for name in ("steps", "guidance_strength", "guidance_rescale", "rescale_t")
-               if getattr(cfg, name) is not None}
-    if changes.get("steps", 1) < 1:
-        raise ConfigError(f"invalid value {changes['steps']!r} for {key}.steps; expected >= 1")
-    if changes.get("rescale_t", 1.0) <= 0:
-        raise ConfigError(f"invalid value {changes['rescale_t']!r} for {key}.rescale_t; expected > 0")
-    return replace(settings, **changes)
-
-
 def _normalization(spec: NormalizationSpec) -> LatentNormalization:
     return LatentNormalization(torch.tensor(spec.mean), torch.tensor(spec.std))
 
 
-__all__ = ["SS_ONLY", "Trellis2Generator", "Trellis2Stats"]
+__all__ = ["Trellis2Generator", "Trellis2Stats"]

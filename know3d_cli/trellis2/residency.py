@@ -12,16 +12,29 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
 
-from ..runtime import Runtime
-from .checkpoint import load_adapter, load_model
+from ..choices import Choice
+from .checkpoint import Precision, load_adapter, load_model
 from .nn.attention import set_attention_backend
 from .pipeline_spec import PipelineSpec
+from .settings import AdapterStage
 from .sparse.conv import set_conv_backend
 
+if TYPE_CHECKING:
+    from ..runtime import Runtime
+
 logger = logging.getLogger(__name__)
+
+
+class Offload(Choice):
+    """Where networks wait between the stages that use them (config `runtime.offload`)."""
+
+    sequential = "sequential"  # on the CPU; only the running stage's networks on the GPU (CUDA only)
+    none = "none"  # on the compute device, all the time
 
 
 class StageModels:
@@ -43,7 +56,7 @@ class StageModels:
 
     @property
     def offloading(self) -> bool:
-        return self.runtime.is_cuda and self.runtime.offload == "sequential"
+        return self.runtime.is_cuda and self.runtime.offload is Offload.sequential
 
     @property
     def home(self) -> torch.device:
@@ -51,8 +64,8 @@ class StageModels:
         return torch.device("cpu") if self.offloading else self.runtime.device
 
     @property
-    def precision(self) -> str:
-        return "fp32" if self.runtime.exact else "reference"
+    def precision(self) -> Precision:
+        return Precision.fp32 if self.runtime.exact else Precision.reference
 
     def network(self, role: str) -> nn.Module:
         """The network of a `pipeline.json` role, loaded on first use."""
@@ -68,7 +81,7 @@ class StageModels:
             self._cache[role] = model
         return self._cache[role]
 
-    def adapter(self, directory: Path, stage: str, dtype: torch.dtype) -> nn.Module:
+    def adapter(self, directory: Path, stage: AdapterStage, dtype: torch.dtype) -> nn.Module:
         """The Know3D adapter of one stage, its attention Linears in `dtype` (that of the flow it plugs into)."""
         key = f"adapter:{stage}"
         if key not in self._cache:
@@ -91,4 +104,4 @@ class StageModels:
                 torch.cuda.empty_cache()
 
 
-__all__ = ["StageModels"]
+__all__ = ["Offload", "StageModels"]

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
-from know3d_cli.errors import ConfigError
 from know3d_cli.trellis2.sampler import (
     SamplerSettings,
     cfg_velocity,
@@ -154,16 +155,10 @@ def test_euler_step_is_fp32():
     assert out.dtype == torch.float32 and torch.equal(out, torch.full((2, 3), 0.5))
 
 
-def test_settings_from_pipeline_entry():
-    entry = {
-        "name": "FlowEulerGuidanceIntervalSampler",
-        "args": {"sigma_min": 1e-5},
-        "params": {"steps": 12, "guidance_strength": 7.5, "guidance_rescale": 0.7, "guidance_interval": [0.6, 1.0],
-                   "rescale_t": 5.0},
-    }
-    assert SamplerSettings.from_pipeline_entry(entry) == SS
-    with pytest.raises(ConfigError):
-        SamplerSettings.from_pipeline_entry({**entry, "params": {**entry["params"], "eta": 1.0}})
+@pytest.mark.parametrize("changes", [{"steps": 0}, {"rescale_t": 0.0}, {"rescale_t": -1.0}])
+def test_settings_reject_impossible_values(changes):
+    with pytest.raises(ValueError, match=next(iter(changes))):
+        replace(SS, **changes)
 
 
 def test_guidance_without_negative_is_an_error():

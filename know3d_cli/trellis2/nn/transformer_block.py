@@ -50,13 +50,13 @@ class DenseLayout:
         return per_sample[:, None, :]
 
     def self_attention(
-        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, backend: AttentionBackend | str
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, backend: AttentionBackend
     ) -> torch.Tensor:
         """q, k, v: (B, L, H, D) -> (B, L, H, D)."""
         return dense_attention(q, k, v, backend)
 
     def cross_attention(
-        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, backend: AttentionBackend | str
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, backend: AttentionBackend
     ) -> torch.Tensor:
         """q: (B, L, H, D); k, v: (B, M, H, D) -> (B, L, H, D)."""
         return dense_attention(q, k, v, backend)
@@ -87,14 +87,14 @@ class PackedLayout:
         return self._cu_seqlens
 
     def self_attention(
-        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, backend: AttentionBackend | str
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, backend: AttentionBackend
     ) -> torch.Tensor:
         """q, k, v: (N, H, D) -> (N, H, D); each sample attends over its own rows."""
         cu = self._cu(q.device)
         return varlen_attention(q, k, v, self.lengths, self.lengths, backend, cu, cu)
 
     def cross_attention(
-        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, backend: AttentionBackend | str
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, backend: AttentionBackend
     ) -> torch.Tensor:
         """q: (N, H, D); k, v: (B, M, H, D) dense context -> (N, H, D)."""
         batch, length = k.shape[:2]
@@ -149,7 +149,7 @@ class SelfAttention(nn.Module):
             raise ValueError(f"channels {channels} is not divisible by num_heads {num_heads}")
         self.num_heads = num_heads
         self.head_dim = channels // num_heads
-        self.attention_backend = AttentionBackend.AUTO
+        self.attention_backend = AttentionBackend.auto
         self.to_qkv = nn.Linear(channels, 3 * channels)
         if qk_rms_norm:
             self.q_rms_norm = MultiHeadRMSNorm(self.head_dim, num_heads)
@@ -182,7 +182,7 @@ class CrossAttention(nn.Module):
         self.channels = channels
         self.num_heads = num_heads
         self.head_dim = channels // num_heads
-        self.attention_backend = AttentionBackend.AUTO
+        self.attention_backend = AttentionBackend.auto
         self.to_q = nn.Linear(channels, channels)
         self.to_kv = nn.Linear(context_channels, 2 * channels)
         if qk_rms_norm:
@@ -442,7 +442,7 @@ class FlowTransformer(nn.Module):
             logger.warning("fp16 TRELLIS.2 transformers overflow in attention; bfloat16 is the reference dtype")
         return linears_in_dtype(self, self.blocks, dtype)
 
-    def set_attention_backend(self, backend: AttentionBackend | str) -> None:
+    def set_attention_backend(self, backend: AttentionBackend) -> None:
         """Attention implementation of every block (`auto`, `sdpa`, `flash_attn`)."""
         set_attention_backend(self, backend)
 
