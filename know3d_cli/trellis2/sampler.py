@@ -121,7 +121,7 @@ def cfg_velocity(v_pos: Latent, v_neg: Latent, guidance_strength: float) -> Late
 def _per_sample_std(x: Latent) -> torch.Tensor:
     """Std of each sample over all its elements, broadcastable against x's (feats) tensor."""
     if isinstance(x, SparseTensor):
-        stds = torch.stack([x.feats[rows].std() for rows in x.layout])  # (B,)
+        stds = torch.stack([x.feats[rows].std() for rows in x.row_slices])  # (B,)
         return x.broadcast(stds[:, None])  # (N, 1)
     return x.flatten(1).std(dim=1).reshape(-1, *([1] * (x.ndim - 1)))
 

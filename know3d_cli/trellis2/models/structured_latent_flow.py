@@ -13,6 +13,7 @@ import torch
 
 from ..nn.rope import DEFAULT_ROPE_FREQ, rope_phases
 from ..nn.transformer_block import CrossContext, ExtHookProvider, FlowTransformer, PackedLayout
+from ..sparse.coordinate_cache import RopeKey
 from ..sparse.tensor import SparseTensor
 
 logger = logging.getLogger(__name__)
@@ -28,8 +29,8 @@ class SLatFlowModel(FlowTransformer):
         model_channels, cond_channels, num_blocks, num_heads, mlp_ratio, pe_mode, rope_freq, share_mod,
         initialization, qk_rms_norm, qk_rms_norm_cross, dtype: as in `SparseStructureFlowModel`.
 
-    RoPE phases are cached in the input `SparseTensor.cache` (shared by tensors made with `replace`), so the
-    sampler's steps on one coordinate set compute them once.
+    RoPE phases are cached on the input's coordinate set (`SparseTensor.cache.rope_phases`, shared by tensors made
+    with `replace`), so the sampler's steps on one coordinate set compute them once.
     """
 
     def __init__(
@@ -69,10 +70,10 @@ class SLatFlowModel(FlowTransformer):
         self.resolution = resolution
 
     def _phases(self, x: SparseTensor) -> torch.Tensor:
-        key = ("rope_phases", self.head_dim, self.rope_freq, str(x.device))
-        if key not in x.cache:
-            x.cache[key] = rope_phases(x.coords[:, 1:], self.head_dim, self.rope_freq)
-        return x.cache[key]
+        key = RopeKey(self.head_dim, self.rope_freq)
+        if key not in x.cache.rope_phases:
+            x.cache.rope_phases[key] = rope_phases(x.coords[:, 1:], self.head_dim, self.rope_freq)
+        return x.cache.rope_phases[key]
 
     def forward(
         self,

@@ -73,7 +73,7 @@ class PackedLayout:
 
     @classmethod
     def from_sparse(cls, x: SparseTensor) -> PackedLayout:
-        return cls(x.counts, x.batch_index)
+        return cls(x.lengths, x.batch_index)
 
     def broadcast(self, per_sample: torch.Tensor) -> torch.Tensor:
         """(B, C) -> (N, C) rows, or (1, C) when B == 1 (broadcasts without a gather)."""

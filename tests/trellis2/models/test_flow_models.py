@@ -123,7 +123,7 @@ def test_slat_batch_items_are_independent():
     t = torch.tensor([800.0, 500.0, 20.0])
     model = randomize(tiny_slat(), seed=3).eval()
     together = model(x, t, cond).feats
-    for b, rows in enumerate(x.layout):
+    for b, rows in enumerate(x.row_slices):
         coords = x.coords[rows].clone()
         coords[:, 0] = 0
         alone = model(SparseTensor(x.feats[rows], coords), t[b : b + 1], cond[b : b + 1]).feats
