@@ -38,7 +38,7 @@ def tiny_adapter(ext_channels: int, seed: int = 0) -> Know3dAdapter:
     )
     with torch.no_grad():
         for index in adapter.block_ids:
-            out = adapter.ext_attn(index).to_out
+            out = adapter.editor_attention(index).to_out
             out.weight.normal_(0.0, _OUT_STD)
             out.bias.normal_(0.0, _OUT_STD)
     return adapter.eval()

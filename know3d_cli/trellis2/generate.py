@@ -307,7 +307,7 @@ class Trellis2Generator:
             extra = {} if concat_cond is None else {"concat_cond": concat_cond.to(device)}
 
             def velocity(x, t, c):
-                return flow(x, t, c[0], ext=c[1], **extra)
+                return flow(x, t, c[0], editor=c[1], **extra)
 
             result = sample(velocity, noise.to(device), [(ctx, ext) for ctx in contexts], (negative, ext_neg),
                             self.samplers[stage])

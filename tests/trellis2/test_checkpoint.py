@@ -137,7 +137,7 @@ def test_adapter_round_trip_per_stage(tmp_path):
     assert json.loads((tmp_path / "shape.json").read_text()) == {"name": "Know3dAdapter", "args": adapter.config()}
     loaded = load_adapter(tmp_path, AdapterStage.shape, dtype=torch.bfloat16)
     assert loaded.block_ids == (0, 2)
-    assert loaded.ext_attn(2).to_q.weight.dtype == torch.bfloat16  # like the flow blocks it plugs into
+    assert loaded.editor_attention(2).to_q.weight.dtype == torch.bfloat16  # like the flow blocks it plugs into
     assert loaded.ext_proj[1].weight.dtype == torch.float32  # projector stays fp32
     torch.testing.assert_close(loaded.ext_proj[1].weight, adapter.ext_proj[1].weight, atol=0, rtol=0)
     with pytest.raises(ModelMissingError, match="ss.json"):

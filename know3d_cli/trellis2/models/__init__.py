@@ -1,7 +1,7 @@
 """TRELLIS.2 networks, named and parameterised like the released checkpoints, plus the Know3D adapter."""
 
 from .flexi_dual_grid_vae_decoder import FlexiDualGridVaeDecoder, FlexiDualGridVoxels
-from .know3d_adapter import ExtCondition, Know3dAdapter
+from .know3d_adapter import EditorCondition, Know3dAdapter
 from .sparse_c2s_block import SparseResBlockC2S3d
 from .sparse_convnext_block import SparseConvNeXtBlock3d
 from .sparse_structure_decoder import SparseStructureDecoder
@@ -10,7 +10,7 @@ from .sparse_unet_vae_decoder import SparseUnetVaeDecoder
 from .structured_latent_flow import SLatFlowModel
 
 __all__ = [
-    "ExtCondition",
+    "EditorCondition",
     "FlexiDualGridVaeDecoder",
     "FlexiDualGridVoxels",
     "Know3dAdapter",

@@ -2,7 +2,8 @@
 
 Predicts the flow velocity of the `(B, 8, 16, 16, 16)` sparse-structure latent from DINOv3 image tokens: the grid is
 flattened channel-last to R^3 tokens (token index = x R^2 + y R + z), projected to C, run through the modulated
-cross blocks with 3-D RoPE on the token coordinates, and projected back.
+cross blocks with 3-D RoPE on the token coordinates, and projected back. Read `forward` top to bottom; the blocks
+and attention layers are in `trellis2/nn/`.
 """
 
 from __future__ import annotations
@@ -10,14 +11,22 @@ from __future__ import annotations
 import logging
 
 import torch
+import torch.nn.functional as F
+from torch import nn
 
+from ..nn.attention import AttentionBackend, set_attention_backend
+from ..nn.cross_attention import CrossContext, null_cross_context, per_layer_contexts, prepare_cross_context
+from ..nn.flow_init import check_flow_args, initialize_flow_weights
+from ..nn.modulated_block import EditorConditioning, ModulatedTransformerCrossBlock
+from ..nn.precision import dtype_from_name, linears_in_dtype
 from ..nn.rope import DEFAULT_ROPE_FREQ, grid_coords, rope_phases
-from ..nn.transformer_block import CrossContext, DenseLayout, ExtHookProvider, FlowTransformer
+from ..nn.timestep import TimestepEmbedder
+from ..nn.token_layout import DenseLayout
 
 logger = logging.getLogger(__name__)
 
 
-class SparseStructureFlowModel(FlowTransformer):
+class SparseStructureFlowModel(nn.Module):
     """Dense flow transformer on an R^3 latent grid.
 
     Args (names as in the checkpoint json):
@@ -59,25 +68,116 @@ class SparseStructureFlowModel(FlowTransformer):
         qk_rms_norm_cross: bool = True,
         dtype: str | torch.dtype = "float32",
     ):
-        super().__init__(
-            in_channels=in_channels,
-            out_channels=out_channels,
-            model_channels=model_channels,
-            cond_channels=cond_channels,
-            num_blocks=num_blocks,
-            num_heads=num_heads,
-            mlp_ratio=mlp_ratio,
-            pe_mode=pe_mode,
-            rope_freq=rope_freq,
-            share_mod=share_mod,
-            initialization=initialization,
-            qk_rms_norm=qk_rms_norm,
-            qk_rms_norm_cross=qk_rms_norm_cross,
-            dtype=dtype,
-        )
+        super().__init__()
+        check_flow_args(pe_mode=pe_mode, initialization=initialization, model_channels=model_channels,
+                        num_heads=num_heads)
         self.resolution = resolution
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.model_channels = model_channels
+        self.cond_channels = cond_channels
+        self.num_blocks = num_blocks
+        self.num_heads = num_heads
+        self.head_dim = model_channels // num_heads
+        self.rope_freq = (float(rope_freq[0]), float(rope_freq[1]))
+        self.share_mod = share_mod
+        self.reference_dtype = dtype_from_name(dtype)  # block dtype of the reference mixed precision
+
+        self.t_embedder = TimestepEmbedder(model_channels)
+        if share_mod:
+            self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(model_channels, 6 * model_channels))
+        self.input_layer = nn.Linear(in_channels, model_channels)
+        self.blocks = nn.ModuleList(
+            ModulatedTransformerCrossBlock(
+                model_channels, cond_channels, num_heads, mlp_ratio, share_mod, qk_rms_norm, qk_rms_norm_cross
+            )
+            for _ in range(num_blocks)
+        )
+        self.out_layer = nn.Linear(model_channels, out_channels)
+        initialize_flow_weights(self, initialization)
         self.register_buffer("rope_phases", self._compute_rope_phases(None), persistent=False)
 
+    # ------------------------------------------------------------------------------------------------ forward
+    def forward(
+        self,
+        x: torch.Tensor,
+        t: torch.Tensor,
+        cond: torch.Tensor | CrossContext,
+        editor: EditorConditioning | None = None,
+    ) -> torch.Tensor:
+        """Velocity of the latent grid.
+
+        Args:
+            x: (B, in, R, R, R) noisy latent.
+            t: (B,) or scalar model time (1000 t).
+            cond: (B, M, Cc) image tokens, or a `CrossContext` from `prepare_context` / `null_context`.
+            editor: optional editor conditioning (a Know3D `EditorCondition`: adapter + projected editor tokens).
+
+        Returns:
+            (B, out, R, R, R) fp32 velocity (dtype of `out_layer`).
+        """
+        res = self.resolution
+        if x.ndim != 5 or x.shape[1] != self.in_channels or tuple(x.shape[2:]) != (res, res, res):
+            raise ValueError(f"x must be (B, {self.in_channels}, {res}, {res}, {res}), got {tuple(x.shape)}")
+        batch = x.shape[0]
+        layout = DenseLayout(batch, res**3)
+        contexts = per_layer_contexts([blk.cross_attn for blk in self.blocks], cond, batch, self.compute_dtype)
+
+        # timestep -> (B, 6C) shared adaLN input of every block
+        t = t.reshape(-1).expand(batch) if t.numel() == 1 else t
+        if t.shape != (batch,):
+            raise ValueError(f"t must be ({batch},), got {tuple(t.shape)}")
+        mod = self.t_embedder(t)
+        if self.share_mod:
+            mod = self.adaLN_modulation(mod)
+        mod = mod.to(self.compute_dtype)
+
+        # grid -> tokens: (B, in, R, R, R) -> (B, R^3, in) -> (B, R^3, C), fp32 input layer
+        h = x.flatten(2).transpose(1, 2)
+        h = self.input_layer(h.to(self.input_layer.weight.dtype)).to(self.compute_dtype)
+
+        phases = self._phases(h.device)  # (R^3, D/2)
+        if editor is not None:
+            editor.check(self.model_channels, self.num_blocks, batch)
+        for index, (block, context) in enumerate(zip(self.blocks, contexts)):
+            h = block(h, mod, context, layout, phases, editor.hook(index) if editor is not None else None)
+
+        # parameter-free final LN (eps 1e-5) and the fp32 output layer, then tokens -> grid
+        h = h.to(self.out_layer.weight.dtype)
+        h = F.layer_norm(h.float(), h.shape[-1:]).to(h.dtype)
+        out = self.out_layer(h)  # (B, R^3, out)
+        return out.transpose(1, 2).reshape(batch, self.out_channels, res, res, res)
+
+    # ------------------------------------------------------------------------------------------ conditioning
+    def prepare_context(self, cond: torch.Tensor, null_shortcut: bool = True) -> CrossContext:
+        """Per-block cross-attention keys/values of image tokens `cond (B, M, Cc)`, reused across sampler steps;
+        all-zero tokens (the CFG negative) give the exact `null_context` when `null_shortcut`."""
+        return prepare_cross_context([blk.cross_attn for blk in self.blocks], cond, null_shortcut)
+
+    def null_context(self) -> CrossContext:
+        """The prepared context of all-zero image tokens (any batch size and token count)."""
+        return null_cross_context([blk.cross_attn for blk in self.blocks])
+
+    # --------------------------------------------------------------------------------- precision, backends
+    @property
+    def compute_dtype(self) -> torch.dtype:
+        """dtype the blocks run in (that of their Linear weights)."""
+        if not len(self.blocks):
+            return self.input_layer.weight.dtype
+        return self.blocks[0].self_attn.to_qkv.weight.dtype
+
+    def apply_precision_policy(self, dtype: torch.dtype) -> SparseStructureFlowModel:
+        """The reference mixed precision: `nn.Linear` weights and biases inside `blocks` in `dtype`, every other
+        parameter in fp32. `apply_precision_policy(torch.float32)` makes everything fp32. Returns self."""
+        if dtype == torch.float16:
+            logger.warning("fp16 TRELLIS.2 transformers overflow in attention; bfloat16 is the reference dtype")
+        return linears_in_dtype(self, self.blocks, dtype)
+
+    def set_attention_backend(self, backend: AttentionBackend) -> None:
+        """Attention implementation of every block."""
+        set_attention_backend(self, backend)
+
+    # ------------------------------------------------------------------------------------------------ RoPE
     def _compute_rope_phases(self, device: torch.device | None) -> torch.Tensor:
         return rope_phases(grid_coords(self.resolution, device), self.head_dim, self.rope_freq)
 
@@ -93,33 +193,5 @@ class SparseStructureFlowModel(FlowTransformer):
             self.init_buffers(device)
         return self.rope_phases
 
-    def forward(
-        self,
-        x: torch.Tensor,
-        t: torch.Tensor,
-        cond: torch.Tensor | CrossContext,
-        ext: ExtHookProvider | None = None,
-    ) -> torch.Tensor:
-        """Velocity of the latent grid.
 
-        Args:
-            x: (B, in, R, R, R) noisy latent.
-            t: (B,) model time (1000 t).
-            cond: (B, M, Cc) image tokens, or a `CrossContext` from `prepare_context` / `null_context`.
-            ext: optional Know3D `ExtCondition` (adapter + projected tokens).
-
-        Returns:
-            (B, out, R, R, R) fp32 velocity (dtype of `out_layer`).
-        """
-        res = self.resolution
-        if x.ndim != 5 or x.shape[1] != self.in_channels or tuple(x.shape[2:]) != (res, res, res):
-            raise ValueError(f"x must be (B, {self.in_channels}, {res}, {res}, {res}), got {tuple(x.shape)}")
-        batch = x.shape[0]
-        layout = DenseLayout(batch, res**3)
-        contexts = self._context(cond, batch)
-        mod = self._embed_time(t, batch)
-
-        h = self._input(x.flatten(2).transpose(1, 2))  # (B, R^3, C)
-        h = self._run_blocks(h, mod, contexts, layout, self._phases(h.device), ext)
-        out = self._output(h)  # (B, R^3, out)
-        return out.transpose(1, 2).reshape(batch, self.out_channels, res, res, res)
+__all__ = ["SparseStructureFlowModel"]

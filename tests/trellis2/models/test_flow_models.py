@@ -9,7 +9,7 @@ from know3d_cli.errors import CheckpointError
 from know3d_cli.trellis2.models import SLatFlowModel, SparseStructureFlowModel
 from know3d_cli.trellis2.nn.norms import MultiHeadRMSNorm
 from know3d_cli.trellis2.nn.timestep import timestep_sinusoids
-from know3d_cli.trellis2.nn.transformer_block import CrossContext
+from know3d_cli.trellis2.nn.cross_attention import CrossContext
 from know3d_cli.trellis2.sparse.tensor import SparseTensor
 
 FLOW_CHECKPOINTS = [
@@ -245,7 +245,7 @@ def test_null_context_shortcut_equals_computed_attention(kind):
     # the per-block constant equals the computed cross-attention on zero tokens
     block = model.blocks[1]
     h = torch.randn(2, 4, 32, generator=gen)
-    from know3d_cli.trellis2.nn.transformer_block import DenseLayout
+    from know3d_cli.trellis2.nn.token_layout import DenseLayout
 
     computed = block.cross_attn(h, zeros, DenseLayout(2, 4))
     torch.testing.assert_close(computed, null.blocks[1].constant.expand_as(computed), atol=1e-6, rtol=1e-6)

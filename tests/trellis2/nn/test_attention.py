@@ -87,7 +87,7 @@ def test_backend_resolution(monkeypatch):
 
 
 def test_set_attention_backend_on_layers():
-    from know3d_cli.trellis2.nn.transformer_block import CrossAttention, SelfAttention
+    from know3d_cli.trellis2.nn import CrossAttention, SelfAttention
 
     module = torch.nn.ModuleList([SelfAttention(16, 2, True), CrossAttention(16, 8, 2, True)])
     set_attention_backend(module, AttentionBackend.sdpa)
