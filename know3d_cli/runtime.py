@@ -13,7 +13,7 @@ import torch
 
 from .config import RuntimeConfig, RuntimeDtype
 from .errors import BackendUnavailable, OutOfMemory
-from .trellis2 import AttentionBackend, ConvBackend, Offload
+from .trellis2 import AttentionBackend, ConvBackend, Offload, Precision
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +38,11 @@ class Runtime:
     def exact(self) -> bool:
         """fp32 everywhere (the reference mixed precision is only used in reduced precision)."""
         return self.dtype == torch.float32
+
+    @property
+    def trellis2_precision(self) -> Precision:
+        """TRELLIS.2 networks in exact fp32, or in their reference mixed precision when the dtype is reduced."""
+        return Precision.fp32 if self.exact else Precision.reference
 
 
 def resolve_runtime(cfg: RuntimeConfig) -> Runtime:

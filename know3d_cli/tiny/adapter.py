@@ -12,9 +12,10 @@ from pathlib import Path
 
 import torch
 
+from ..io import atomic_write
 from ..trellis2.checkpoint import save_adapter
-from ..trellis2.settings import AdapterStage
 from ..trellis2.models.know3d_adapter import Know3dAdapter
+from ..trellis2.settings import AdapterStage
 from .marker import clear, is_complete, mark_complete
 from .trellis2 import TINY_MODEL_CHANNELS, TINY_NUM_BLOCKS, TINY_NUM_HEADS
 
@@ -53,7 +54,8 @@ def write_tiny_adapter(path: Path, ext_channels: int, seed: int = 0) -> Path:
     clear(path)
     with torch.random.fork_rng(devices=[]):
         for index, stage in enumerate(AdapterStage):
-            save_adapter(tiny_adapter(ext_channels, seed * 10 + index), path, stage, dtype=torch.bfloat16)
+            save_adapter(tiny_adapter(ext_channels, seed * 10 + index), path, stage, dtype=torch.bfloat16,
+                         write=atomic_write)
     mark_complete(path, kind, seed)
     logger.debug("wrote tiny adapter to %s", path)
     return path

@@ -210,7 +210,7 @@ def _write_dit(trellis_dir: Path, role: str, cond_channels: int, seed: int) -> N
         for param_name, param in model.named_parameters():
             if param_name.endswith("bias") and not param.any():
                 param.normal_(0.0, 0.02)
-    save_checkpoint(model, trellis_dir / "ckpts" / name, cls.__name__, args, dtype=torch.bfloat16)
+    save_checkpoint(model, trellis_dir / "ckpts" / name, cls.__name__, args, dtype=torch.bfloat16, write=atomic_write)
 
 
 # ------------------------------------------------------------------------------------------- SC-VAE decoders
@@ -238,7 +238,7 @@ def _write_sc_vae_decoder(trellis_dir: Path, shape: bool, seed: int) -> None:
     model.convert_to_fp32()
     if shape:
         _calibrate_subdivision(model, TINY_SUBDIVIDED, torch.Generator().manual_seed(seed))
-    save_checkpoint(model, trellis_dir / "ckpts" / name, cls.__name__, args, dtype=torch.float16)
+    save_checkpoint(model, trellis_dir / "ckpts" / name, cls.__name__, args, dtype=torch.float16, write=atomic_write)
 
 
 @torch.no_grad()
@@ -296,7 +296,8 @@ def tiny_ss_decoder(seed: int = 0, occupancy: float = TINY_SS_OCCUPANCY) -> Spar
 def _write_ss_decoder(ss_dir: Path, seed: int) -> None:
     decoder = tiny_ss_decoder(seed)
     decoder.convert_to_fp16()
-    save_checkpoint(decoder, ss_dir / "ckpts" / SS_DECODER_NAME, "SparseStructureDecoder", ss_decoder_args())
+    save_checkpoint(decoder, ss_dir / "ckpts" / SS_DECODER_NAME, "SparseStructureDecoder", ss_decoder_args(),
+                    write=atomic_write)
 
 
 _ANCHOR = 30.0  # magnitude of the constant anchor channels (>> the signal, ~1)

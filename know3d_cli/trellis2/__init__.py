@@ -1,10 +1,17 @@
-"""TRELLIS.2 (clean-room): networks, sparse ops, sampler, mesh extraction, and the image-to-3D generator."""
+"""TRELLIS.2 (clean-room): a self-contained image-to-3D library with the Know3D adapter.
+
+It imports nothing from the know3d app (config, runtime, timing, io, pipeline, cli, hub, ...), only the foundation
+modules every layer shares (`know3d_cli.errors`, `know3d_cli.choices`, `know3d_cli.geometry`); device, precision and
+settings are passed in. Entry point: `Trellis2Pipeline.from_pretrained(...)(image, ...)`; the stages it chains are
+public in `trellis2.stages` for training and benchmarks.
+"""
 
 from ..geometry import Asset3D
+from .checkpoint import Precision
 from .conditioning import DinoV3Conditioner
-from .generate import Trellis2Generator, Trellis2Stats
 from .nn.attention import AttentionBackend
-from .residency import Offload
+from .pipeline import StageHook, Trellis2Output, Trellis2Pipeline
+from .residency import Offload, Residency
 from .settings import (
     PIPELINE_PLANS,
     AdapterNegative,
@@ -29,8 +36,11 @@ __all__ = [
     "Offload",
     "PipelinePlan",
     "PipelineType",
+    "Precision",
+    "Residency",
     "SamplerOverrides",
-    "Trellis2Generator",
+    "StageHook",
+    "Trellis2Output",
+    "Trellis2Pipeline",
     "Trellis2Settings",
-    "Trellis2Stats",
 ]

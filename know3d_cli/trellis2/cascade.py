@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
+
+if TYPE_CHECKING:
+    from .pipeline_spec import NormalizationSpec
 
 LATENT_DOWNSAMPLE = 16  # the SC-VAE latent grid is 1/16 of the voxel resolution
 HR_RESOLUTION_STEP = 128  # the token cap lowers 1536 in steps of this
@@ -13,8 +17,15 @@ HR_RESOLUTION_STEP = 128  # the token cap lowers 1536 in steps of this
 
 @dataclass(frozen=True)
 class LatentNormalization:
+    """Per-channel statistics a flow's structured latent is normalised with: the flow works on `(z - mean) / std`."""
+
     mean: torch.Tensor  # (C,)
     std: torch.Tensor  # (C,)
+
+    @classmethod
+    def from_spec(cls, spec: NormalizationSpec) -> LatentNormalization:
+        """From `pipeline.json`'s `{"mean", "std"}` entry."""
+        return cls(torch.tensor(spec.mean), torch.tensor(spec.std))
 
     def normalize(self, feats: torch.Tensor) -> torch.Tensor:
         return (feats - self.mean.to(feats)) / self.std.to(feats)

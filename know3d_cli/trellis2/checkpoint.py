@@ -28,12 +28,12 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError, Know3dError, ModelMissingError
-from ..io import atomic_write
 from .settings import AdapterStage
 
 logger = logging.getLogger(__name__)
 
 _SHOWN = 5  # keys listed in a mismatch message
+Writer = Callable[[Path, bytes], object]  # write(path, data): how checkpoint files reach the disk
 
 # safetensors header dtype names -> torch dtypes (the ones TRELLIS.2 files use, plus the usual others)
 _FILE_DTYPES = {
@@ -315,10 +315,24 @@ def _stored_blocks_dtype(stored: Mapping[str, _Stored], default: torch.dtype) ->
 
 
 # ------------------------------------------------------------------------------------------------- saving
+def write_file(path: Path, data: bytes) -> None:
+    """The default `Writer`: create the folder, write the bytes."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+
+
 def save_checkpoint(
-    model: nn.Module, stem: Path, name: str, args: Mapping[str, Any], dtype: torch.dtype | None = None
+    model: nn.Module,
+    stem: Path,
+    name: str,
+    args: Mapping[str, Any],
+    dtype: torch.dtype | None = None,
+    write: Writer = write_file,
 ) -> Path:
-    """Write `<stem>.json` (`{"name", "args"}`) and `<stem>.safetensors` (the state_dict) atomically.
+    """Write `<stem>.safetensors` (the state_dict), then `<stem>.json` (`{"name", "args"}`).
+
+    The json goes last, so an interrupted save leaves a checkpoint that is missing rather than torn; pass an atomic
+    `write` (the app's `io.atomic_write`) to never leave a partial file at all.
 
     Args:
         model: the network; its persistent state_dict is saved.
@@ -327,6 +341,7 @@ def save_checkpoint(
         args: the constructor arguments recorded in the json (must rebuild `model`).
         dtype: cast every floating tensor to this dtype (the released DiTs are all bf16, the SC-VAE decoders all
             fp16); None keeps each tensor's own dtype (the sparse-structure decoder's fp16/fp32 mix).
+        write: `write(path, data)` for each file.
 
     Returns:
         `stem`.
@@ -340,16 +355,23 @@ def save_checkpoint(
         if dtype is not None and tensor.is_floating_point():
             tensor = tensor.to(dtype)
         tensors[key] = tensor.contiguous()
-    atomic_write(weights_path(stem), save(tensors))
-    atomic_write(json_path(stem), (json.dumps({"name": name, "args": dict(args)}, indent=4) + "\n").encode())
+    write(weights_path(stem), save(tensors))
+    write(json_path(stem), (json.dumps({"name": name, "args": dict(args)}, indent=4) + "\n").encode())
     logger.debug("wrote checkpoint %s (%s, %d tensors)", stem, name, len(tensors))
     return stem
 
 
-def save_adapter(adapter: nn.Module, directory: Path, stage: AdapterStage, dtype: torch.dtype | None = None) -> Path:
+def save_adapter(
+    adapter: nn.Module,
+    directory: Path,
+    stage: AdapterStage,
+    dtype: torch.dtype | None = None,
+    write: Writer = write_file,
+) -> Path:
     """Write `directory/<stage>.{json,safetensors}`, json args = `adapter.config()`. Returns `directory`."""
     directory = Path(directory)
-    save_checkpoint(adapter, adapter_stem(directory, stage), type(adapter).__name__, adapter.config(), dtype=dtype)
+    save_checkpoint(adapter, adapter_stem(directory, stage), type(adapter).__name__, adapter.config(), dtype=dtype,
+                    write=write)
     return directory
 
 
@@ -366,4 +388,5 @@ __all__ = [
     "read_json_object",
     "save_adapter",
     "save_checkpoint",
+    "write_file",
 ]
