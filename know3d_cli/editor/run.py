@@ -97,7 +97,7 @@ def imagine_back(
     )
 
 
-def guided_velocity(cond: torch.Tensor, uncond: torch.Tensor | None, scale: float) -> torch.Tensor:
+def true_cfg_velocity(cond: torch.Tensor, uncond: torch.Tensor | None, scale: float) -> torch.Tensor:
     """True CFG as Qwen-Image-Edit applies it: `uncond + scale (cond - uncond)`, then each token rescaled to the
     norm of its cond prediction. cond, uncond: (B, N, D) -> (B, N, D)."""
     if uncond is None:
@@ -114,7 +114,7 @@ def x0_estimate(recorder: TapRecorder, scale: float) -> torch.Tensor:
     """
     cond = recorder.velocities[0]
     uncond = recorder.velocities[1] if len(recorder.velocities) > 1 else None
-    return recorder.x_t - recorder.sigma * guided_velocity(cond, uncond, scale)
+    return recorder.x_t - recorder.sigma * true_cfg_velocity(cond, uncond, scale)
 
 
 def decode_packed(pipe: EditorPipeline, packed: torch.Tensor, side: int) -> Image.Image:
@@ -131,4 +131,4 @@ def decode_packed(pipe: EditorPipeline, packed: torch.Tensor, side: int) -> Imag
     return image
 
 
-__all__ = ["decode_packed", "guided_velocity", "imagine_back", "x0_estimate"]
+__all__ = ["decode_packed", "imagine_back", "true_cfg_velocity", "x0_estimate"]
