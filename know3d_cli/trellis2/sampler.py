@@ -38,7 +38,8 @@ class SamplerSettings:
 
     Attributes:
         steps: Euler steps.
-        guidance_strength: CFG scale g; 1 disables CFG (one conditional pass per step and view).
+        guidance_strength: CFG scale g; 1 disables CFG (one conditional pass per step and view); 0 makes a guided
+            step the unconditional prediction alone (one pass, no rescale), as the reference does.
         guidance_rescale: CFG rescale factor r in [0, 1]; 0 disables it.
         guidance_interval: (lo, hi): CFG only at steps whose (shifted) t is in [lo, hi].
         rescale_t: time-shift factor s of the grid.
@@ -62,10 +63,15 @@ class SamplerSettings:
         """Whether the step at time t runs the unconditional pass."""
         return self.guidance_strength != 1.0 and in_guidance_interval(t, self.guidance_interval)
 
+    def conditional_at(self, t: float) -> bool:
+        """Whether the step at time t runs the conditional pass(es): always, except guided steps at g = 0."""
+        return not (self.guidance_strength == 0.0 and self.guidance_at(t))
+
     def num_forwards(self, num_views: int = 1) -> int:
-        """Model forwards of a full run: `num_views` per step, plus one unconditional pass per guided step."""
+        """Model forwards of a full run: `num_views` per conditional step, plus one unconditional pass per guided
+        step."""
         ts = timesteps(self.steps, self.rescale_t)
-        return sum(num_views + int(self.guidance_at(t)) for t in ts[:-1])
+        return sum(num_views * self.conditional_at(t) + int(self.guidance_at(t)) for t in ts[:-1])
 
 
 class SampleResult(NamedTuple):
@@ -197,14 +203,18 @@ def sample(
     forwards = 0
     for index, (t, t_prev) in enumerate(zip(ts[:-1], ts[1:])):
         t_model = model_time(t, x)
-        v_pos = _mean([velocity(x, t_model, cond) for cond in views])
-        forwards += len(views)
-        if settings.guidance_at(t):
-            v_neg = velocity(x, t_model, neg_cond)
+        if not settings.conditional_at(t):  # g = 0: the unconditional prediction is the velocity
+            v = _mean([velocity(x, t_model, neg_cond)])
             forwards += 1
-            v = guided_velocity(x, t, v_pos, v_neg, settings)
         else:
-            v = v_pos
+            v_pos = _mean([velocity(x, t_model, cond) for cond in views])
+            forwards += len(views)
+            if settings.guidance_at(t):
+                v_neg = velocity(x, t_model, neg_cond)
+                forwards += 1
+                v = guided_velocity(x, t, v_pos, v_neg, settings)
+            else:
+                v = v_pos
         x = step(x, v, t, t_prev)
         if on_step is not None:
             on_step(index + 1, settings.steps)

@@ -166,3 +166,22 @@ def test_guidance_without_negative_is_an_error():
     with pytest.raises(ValueError):
         sample(velocity, torch.zeros(1, 2), "pos", None, SS)
     assert sample(velocity, torch.zeros(1, 2), "pos", None, TEX).forwards == 12  # g = 1 never needs it
+
+
+def test_zero_guidance_runs_only_the_unconditional_pass_without_rescale():
+    """As the reference: at g = 0 a guided step is the negative prediction alone (no conditional pass, no rescale);
+    outside the interval the step stays conditional."""
+    settings = replace(SS, guidance_strength=0.0)  # interval (0.6, 1.0), rescale 0.7
+    calls = []
+
+    def velocity(x, t_model, cond):
+        calls.append(cond)
+        return torch.full_like(x, 2.0 if cond == "pos" else -1.0)
+
+    result = sample(velocity, torch.zeros(1, 3), ["pos", "pos"], "neg", settings)
+    guided = sum(settings.guidance_at(t) for t in timesteps(12, 5.0)[:-1])
+    assert guided == 10 and calls.count("neg") == guided and calls.count("pos") == 2 * (12 - guided)
+    assert result.forwards == len(calls) == settings.num_forwards(2) == guided + 2 * (12 - guided)
+    grid = timesteps(12, 5.0)
+    expected = sum((t - t_prev) * (-(-1.0) if settings.guidance_at(t) else -2.0) for t, t_prev in zip(grid, grid[1:]))
+    torch.testing.assert_close(result.x, torch.full((1, 3), expected), atol=1e-6, rtol=0)
