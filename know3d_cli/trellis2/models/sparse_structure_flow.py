@@ -39,7 +39,9 @@ class SparseStructureFlowModel(nn.Module):
         num_heads: attention heads (12; head dim C / heads).
         mlp_ratio: FFN hidden = int(C * mlp_ratio) (5.3334 -> 8192).
         pe_mode: position encoding; only "rope" is supported.
-        rope_freq: (scale, theta) of the RoPE frequencies.
+        rope_freq: (scale, theta) of the RoPE frequencies; accepted and recorded, but the RoPE table uses the default
+            (1, 10000) as the reference's does (it builds its table without passing `rope_freq`; the structured-latent
+            flows do honour it).
         share_mod: one adaLN for all blocks plus a per-block `modulation` vector.
         initialization: "vanilla" or "scaled" (training from scratch only).
         qk_rms_norm: RMS-normalise self-attention q/k.
@@ -79,7 +81,7 @@ class SparseStructureFlowModel(nn.Module):
         self.num_blocks = num_blocks
         self.num_heads = num_heads
         self.head_dim = model_channels // num_heads
-        self.rope_freq = (float(rope_freq[0]), float(rope_freq[1]))
+        self.rope_freq = (float(rope_freq[0]), float(rope_freq[1]))  # recorded; the table uses DEFAULT_ROPE_FREQ
         self.share_mod = share_mod
         self.reference_dtype = dtype_from_name(dtype)  # block dtype of the reference mixed precision
 
@@ -179,7 +181,7 @@ class SparseStructureFlowModel(nn.Module):
 
     # ------------------------------------------------------------------------------------------------ RoPE
     def _compute_rope_phases(self, device: torch.device | None) -> torch.Tensor:
-        return rope_phases(grid_coords(self.resolution, device), self.head_dim, self.rope_freq)
+        return rope_phases(grid_coords(self.resolution, device), self.head_dim, DEFAULT_ROPE_FREQ)
 
     def init_buffers(self, device: torch.device | str | None = None) -> None:
         """(Re)compute `rope_phases` on `device` (default: where the parameters are). Needed after building on

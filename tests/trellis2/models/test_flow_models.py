@@ -7,9 +7,10 @@ import torch
 
 from know3d_cli.errors import CheckpointError
 from know3d_cli.trellis2.models import SLatFlowModel, SparseStructureFlowModel
+from know3d_cli.trellis2.nn.cross_attention import CrossContext
 from know3d_cli.trellis2.nn.norms import MultiHeadRMSNorm
 from know3d_cli.trellis2.nn.timestep import timestep_sinusoids
-from know3d_cli.trellis2.nn.cross_attention import CrossContext
+from know3d_cli.trellis2.sparse.coordinate_cache import RopeKey
 from know3d_cli.trellis2.sparse.tensor import SparseTensor
 
 FLOW_CHECKPOINTS = [
@@ -145,6 +146,16 @@ def test_dense_and_sparse_models_agree_on_full_grid():
     feats = x.permute(0, 2, 3, 4, 1).reshape(-1, 8)
     got = sparse(SparseTensor(feats, coords), t, cond).feats
     torch.testing.assert_close(got, want.permute(0, 2, 3, 4, 1).reshape(-1, 8), atol=1e-5, rtol=1e-5)
+
+
+def test_rope_freq_moves_only_the_slat_tables():
+    """As the reference: the SS flow's RoPE table ignores `rope_freq`, the SLat flows' tables follow it."""
+    custom = (2.0, 100.0)
+    assert torch.equal(tiny_ss(rope_freq=custom).rope_phases, tiny_ss().rope_phases)
+    x = ragged_sparse(torch.Generator().manual_seed(6), [5], side=4, channels=8)
+    slat, custom_slat = tiny_slat(), tiny_slat(rope_freq=custom)
+    assert not torch.equal(slat._phases(x), custom_slat._phases(x.replace(x.feats)))
+    assert set(x.cache.rope_phases) == {RopeKey(16, (1.0, 10000.0)), RopeKey(16, custom)}  # one table per frequency
 
 
 def test_zero_output_layer_gives_zero_velocity():
