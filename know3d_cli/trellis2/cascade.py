@@ -56,13 +56,19 @@ def quantize_coords(coords: torch.Tensor, from_res: int, to_latent_grid: int) ->
     return torch.unique(torch.cat([coords[:, :1], xyz], dim=1), dim=0)
 
 
-def cap_resolution(coords: torch.Tensor, from_res: int, hr_res: int, max_tokens: int) -> tuple[torch.Tensor, int]:
+def cap_resolution(
+    coords: torch.Tensor, from_res: int, hr_res: int, max_tokens: int
+) -> tuple[torch.Tensor, int, int]:
     """Quantise to the HR latent grid, lowering `hr_res` in steps of 128 while the tokens reach the cap.
 
     1024 is never lowered (only resolutions above it are), as in the reference.
+
+    Returns:
+        (HR coords (N, 4), the resolution used, the token count at the requested `hr_res`).
     """
     hr_coords = quantize_coords(coords, from_res, hr_res // LATENT_DOWNSAMPLE)
+    requested_tokens = int(hr_coords.shape[0])
     while hr_coords.shape[0] >= max_tokens and hr_res > 1024:
         hr_res -= HR_RESOLUTION_STEP
         hr_coords = quantize_coords(coords, from_res, hr_res // LATENT_DOWNSAMPLE)
-    return hr_coords, hr_res
+    return hr_coords, hr_res, requested_tokens

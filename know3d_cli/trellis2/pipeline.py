@@ -279,12 +279,9 @@ class Trellis2Pipeline:
                     high = cascade_coords(shape_decoder, low.latent, plan.ss_grid, plan.resolution,
                                           self.settings.max_num_tokens)
                 del low
-                if high.lowered:
-                    msg = (f"{high.coords.shape[0]} tokens at {high.requested_resolution} would exceed "
-                           f"trellis2.max_num_tokens={self.settings.max_num_tokens}; generated at {high.resolution} "
-                           f"instead")
-                    logger.warning(msg)
-                    warnings.append(msg)
+                if high.warning is not None:
+                    logger.warning(high.warning)
+                    warnings.append(high.warning)
                 resolution = high.resolution
                 shape = self._shape_latent(plan.flow_resolution, high.coords, flow_condition, generator,
                                            editor_tokens)

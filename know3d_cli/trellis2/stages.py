@@ -89,10 +89,20 @@ class CascadeCoords:
     coords: torch.Tensor  # (N, 4) int32 (batch, x, y, z) on the HR latent grid, CPU
     resolution: int  # voxel resolution they are for (the requested one, or lower under the token cap)
     requested_resolution: int  # the resolution asked for
+    requested_tokens: int  # latent tokens at the requested resolution
+    max_num_tokens: int  # the cap
 
     @property
     def lowered(self) -> bool:
         return self.resolution != self.requested_resolution
+
+    @property
+    def warning(self) -> str | None:
+        """What lowering the resolution did, for the user; None when it was not lowered."""
+        if not self.lowered:
+            return None
+        return (f"{self.requested_tokens} tokens at {self.requested_resolution} would exceed "
+                f"trellis2.max_num_tokens={self.max_num_tokens}; generated at {self.resolution} instead")
 
 
 @dataclass(frozen=True)
@@ -192,10 +202,11 @@ def cascade_coords(
     """LR shape latent -> HR latent coords via the shape decoder's first 4 levels, quantised to the HR latent grid;
     a resolution above 1024 is lowered in steps of 128 while the tokens reach `max_num_tokens`."""
     fine = shape_decoder.upsample(lr_latent, 4)
-    coords, used = cap_resolution(fine.cpu(), ss_grid * LR_GRID_TO_VOXELS, resolution, max_num_tokens)
+    coords, used, requested_tokens = cap_resolution(fine.cpu(), ss_grid * LR_GRID_TO_VOXELS, resolution,
+                                                    max_num_tokens)
     if coords.shape[0] == 0:
         raise GenerationError("the shape decoder kept no voxel when upsampling the low-resolution latent")
-    return CascadeCoords(coords, used, resolution)
+    return CascadeCoords(coords, used, resolution, requested_tokens, max_num_tokens)
 
 
 def sample_texture_latent(
