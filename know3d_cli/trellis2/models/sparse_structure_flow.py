@@ -3,7 +3,8 @@
 Predicts the flow velocity of the `(B, 8, 16, 16, 16)` sparse-structure latent from DINOv3 image tokens: the grid is
 flattened channel-last to R^3 tokens (token index = x R^2 + y R + z), projected to C, run through the modulated
 cross blocks with 3-D RoPE on the token coordinates, and projected back. Read `forward` top to bottom; the blocks
-and attention layers are in `trellis2/nn/`.
+and attention layers are in `trellis2/nn/`, the conditioning preparation, timestep modulation and precision policy
+shared with `SLatFlowModel` in `flow_base.py`.
 """
 
 from __future__ import annotations
@@ -14,19 +15,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..nn.attention import AttentionBackend, set_attention_backend
-from ..nn.cross_attention import CrossContext, null_cross_context, per_layer_contexts, prepare_cross_context
+from ..nn.cross_attention import CrossContext, per_layer_contexts
 from ..nn.flow_init import check_flow_args, initialize_flow_weights
 from ..nn.modulated_block import EditorConditioning, ModulatedTransformerCrossBlock
-from ..nn.precision import dtype_from_name, linears_in_dtype
+from ..nn.precision import dtype_from_name
 from ..nn.rope import DEFAULT_ROPE_FREQ, grid_coords, rope_phases
 from ..nn.timestep import TimestepEmbedder
 from ..nn.token_layout import DenseLayout
+from .flow_base import FlowModelBase
 
 logger = logging.getLogger(__name__)
 
 
-class SparseStructureFlowModel(nn.Module):
+class SparseStructureFlowModel(FlowModelBase):
     """Dense flow transformer on an R^3 latent grid.
 
     Args (names as in the checkpoint json):
@@ -125,14 +126,7 @@ class SparseStructureFlowModel(nn.Module):
         layout = DenseLayout(batch, res**3)
         contexts = per_layer_contexts([blk.cross_attn for blk in self.blocks], cond, batch, self.compute_dtype)
 
-        # timestep -> (B, 6C) shared adaLN input of every block
-        t = t.reshape(-1).expand(batch) if t.numel() == 1 else t
-        if t.shape != (batch,):
-            raise ValueError(f"t must be ({batch},), got {tuple(t.shape)}")
-        mod = self.t_embedder(t)
-        if self.share_mod:
-            mod = self.adaLN_modulation(mod)
-        mod = mod.to(self.compute_dtype)
+        mod = self.modulation(t, batch)  # (B, 6C): timestep -> shared adaLN input of every block
 
         # grid -> tokens: (B, in, R, R, R) -> (B, R^3, in) -> (B, R^3, C), fp32 input layer
         h = x.flatten(2).transpose(1, 2)
@@ -149,35 +143,6 @@ class SparseStructureFlowModel(nn.Module):
         h = F.layer_norm(h.float(), h.shape[-1:]).to(h.dtype)
         out = self.out_layer(h)  # (B, R^3, out)
         return out.transpose(1, 2).reshape(batch, self.out_channels, res, res, res)
-
-    # ------------------------------------------------------------------------------------------ conditioning
-    def prepare_context(self, cond: torch.Tensor, null_shortcut: bool = True) -> CrossContext:
-        """Per-block cross-attention keys/values of image tokens `cond (B, M, Cc)`, reused across sampler steps;
-        all-zero tokens (the CFG negative) give the exact `null_context` when `null_shortcut`."""
-        return prepare_cross_context([blk.cross_attn for blk in self.blocks], cond, null_shortcut)
-
-    def null_context(self) -> CrossContext:
-        """The prepared context of all-zero image tokens (any batch size and token count)."""
-        return null_cross_context([blk.cross_attn for blk in self.blocks])
-
-    # --------------------------------------------------------------------------------- precision, backends
-    @property
-    def compute_dtype(self) -> torch.dtype:
-        """dtype the blocks run in (that of their Linear weights)."""
-        if not len(self.blocks):
-            return self.input_layer.weight.dtype
-        return self.blocks[0].self_attn.to_qkv.weight.dtype
-
-    def apply_precision_policy(self, dtype: torch.dtype) -> SparseStructureFlowModel:
-        """The reference mixed precision: `nn.Linear` weights and biases inside `blocks` in `dtype`, every other
-        parameter in fp32. `apply_precision_policy(torch.float32)` makes everything fp32. Returns self."""
-        if dtype == torch.float16:
-            logger.warning("fp16 TRELLIS.2 transformers overflow in attention; bfloat16 is the reference dtype")
-        return linears_in_dtype(self, self.blocks, dtype)
-
-    def set_attention_backend(self, backend: AttentionBackend) -> None:
-        """Attention implementation of every block."""
-        set_attention_backend(self, backend)
 
     # ------------------------------------------------------------------------------------------------ RoPE
     def _compute_rope_phases(self, device: torch.device | None) -> torch.Tensor:

@@ -14,21 +14,21 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..nn.attention import AttentionBackend, set_attention_backend
-from ..nn.cross_attention import CrossContext, null_cross_context, per_layer_contexts, prepare_cross_context
+from ..nn.cross_attention import CrossContext, per_layer_contexts
 from ..nn.flow_init import check_flow_args, initialize_flow_weights
 from ..nn.modulated_block import EditorConditioning, ModulatedTransformerCrossBlock
-from ..nn.precision import dtype_from_name, linears_in_dtype
+from ..nn.precision import dtype_from_name
 from ..nn.rope import DEFAULT_ROPE_FREQ, rope_phases
 from ..nn.timestep import TimestepEmbedder
 from ..nn.token_layout import PackedLayout
 from ..sparse.coordinate_cache import RopeKey
 from ..sparse.tensor import SparseTensor
+from .flow_base import FlowModelBase
 
 logger = logging.getLogger(__name__)
 
 
-class SLatFlowModel(nn.Module):
+class SLatFlowModel(FlowModelBase):
     """Sparse flow transformer on voxel tokens.
 
     Args (names as in the checkpoint json):
@@ -118,14 +118,7 @@ class SLatFlowModel(nn.Module):
         batch = layout.batch_size
         contexts = per_layer_contexts([blk.cross_attn for blk in self.blocks], cond, batch, self.compute_dtype)
 
-        # timestep -> (B, 6C) shared adaLN input of every block
-        t = t.reshape(-1).expand(batch) if t.numel() == 1 else t
-        if t.shape != (batch,):
-            raise ValueError(f"t must be ({batch},), got {tuple(t.shape)}")
-        mod = self.t_embedder(t)
-        if self.share_mod:
-            mod = self.adaLN_modulation(mod)
-        mod = mod.to(self.compute_dtype)
+        mod = self.modulation(t, batch)  # (B, 6C): timestep -> shared adaLN input of every block
 
         # voxel feats -> tokens (N, C), fp32 input layer
         if feats.shape[-1] != self.in_channels:
@@ -142,34 +135,6 @@ class SLatFlowModel(nn.Module):
         h = h.to(self.out_layer.weight.dtype)
         h = F.layer_norm(h.float(), h.shape[-1:]).to(h.dtype)
         return x.replace(self.out_layer(h))  # (N, out)
-
-    # ------------------------------------------------------------------------------------------ conditioning
-    def prepare_context(self, cond: torch.Tensor, null_shortcut: bool = True) -> CrossContext:
-        """Per-block cross-attention keys/values of image tokens `cond (B, M, Cc)`, reused across sampler steps;
-        all-zero tokens (the CFG negative) give the exact `null_context` when `null_shortcut`."""
-        return prepare_cross_context([blk.cross_attn for blk in self.blocks], cond, null_shortcut)
-
-    def null_context(self) -> CrossContext:
-        """The prepared context of all-zero image tokens (any batch size and token count)."""
-        return null_cross_context([blk.cross_attn for blk in self.blocks])
-
-    # --------------------------------------------------------------------------------- precision, backends
-    @property
-    def compute_dtype(self) -> torch.dtype:
-        """dtype the blocks run in (that of their Linear weights)."""
-        if not len(self.blocks):
-            return self.input_layer.weight.dtype
-        return self.blocks[0].self_attn.to_qkv.weight.dtype
-
-    def apply_precision_policy(self, dtype: torch.dtype) -> SLatFlowModel:
-        """As `SparseStructureFlowModel.apply_precision_policy`. Returns self."""
-        if dtype == torch.float16:
-            logger.warning("fp16 TRELLIS.2 transformers overflow in attention; bfloat16 is the reference dtype")
-        return linears_in_dtype(self, self.blocks, dtype)
-
-    def set_attention_backend(self, backend: AttentionBackend) -> None:
-        """Attention implementation of every block."""
-        set_attention_backend(self, backend)
 
     # ------------------------------------------------------------------------------------------------ RoPE
     def _phases(self, x: SparseTensor) -> torch.Tensor:
