@@ -3,7 +3,7 @@ guidance restricted to a t interval, CFG rescale, and multiview averaging.
 
 Model-agnostic: the model enters as a velocity callable `velocity(x, t_model, cond) -> v`, where `x` and `v` are dense
 tensors or `SparseTensor`s, `t_model` is the (B,) model time `1000 t`, and `cond` is whatever object the caller put in
-the condition list (image tokens, a prepared `CrossContext`, a bundle with an `EditorCondition`, ...). All sampler
+the condition list (image tokens, a prepared `CrossContext`, the stages' `FlowCondition`, ...). All sampler
 arithmetic is fp32.
 
 Flow convention (spec section 4): `x_t = (1 - t) x0 + (sigma_min + (1 - sigma_min) t) eps`, the model predicts
