@@ -144,7 +144,7 @@ class MllmConfig:
 
 @dataclass
 class EditorConfig:
-    pipeline: EditorPipelineKind = EditorPipelineKind.plus  # plus (QwenImageEditPlusPipeline, 2509/2511) | edit (QwenImageEditPipeline)
+    pipeline: EditorPipelineKind = EditorPipelineKind.plus  # plus (Qwen-Image-Edit 2509/2511) | edit (original)
     steps: int = 40  # denoising steps of the full schedule
     true_cfg_scale: float = 4.0  # true classifier-free guidance scale (1 disables CFG)
     negative_prompt: str = " "  # negative prompt for true CFG

@@ -19,7 +19,6 @@ from .tap import EditorTap, TapRecorder, hidden_state_tap, tap_step_index
 logger = logging.getLogger(__name__)
 
 
-
 def imagine_back(
     pipe: EditorPipeline,
     image: Image.Image,

@@ -1,4 +1,5 @@
-"""The generated asset: a mesh in TRELLIS.2's frame, optionally with PBR voxels (TRELLIS.2 makes it, export writes it)."""
+"""The generated asset: a mesh in TRELLIS.2's frame, optionally with PBR voxels (made by TRELLIS.2, written by
+export)."""
 
 from __future__ import annotations
 

@@ -135,7 +135,9 @@ def parse_pipeline_spec(data: Mapping[str, Any], path: Path) -> PipelineSpec:
     pipeline_type = reader.string(args, "default_pipeline_type", "args")
     textured = [str(kind) for kind, plan in PIPELINE_PLANS.items() if plan.textured]
     if pipeline_type not in textured:
-        raise CheckpointError(f"{path}: args.default_pipeline_type={pipeline_type!r}; expected one of {', '.join(textured)}")
+        raise CheckpointError(
+            f"{path}: args.default_pipeline_type={pipeline_type!r}; expected one of {', '.join(textured)}"
+        )
     return PipelineSpec(
         models=MappingProxyType(models),
         sparse_structure_sampler=samplers["sparse_structure_sampler"],

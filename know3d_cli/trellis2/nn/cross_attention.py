@@ -94,7 +94,9 @@ class CrossContext:
 
 
 @torch.no_grad()
-def prepare_cross_context(layers: Sequence[CrossAttention], cond: torch.Tensor, null_shortcut: bool = True) -> CrossContext:
+def prepare_cross_context(
+    layers: Sequence[CrossAttention], cond: torch.Tensor, null_shortcut: bool = True
+) -> CrossContext:
     """Per-layer keys/values of image tokens `cond (B, M, Cc)`.
 
     With `null_shortcut`, all-zero tokens (the CFG negative) give `null_cross_context` instead: each layer's exact

@@ -27,7 +27,9 @@ class DenseLayout:
         """(B, C) -> (B, 1, C), broadcastable against the tokens."""
         return per_sample[:, None, :]
 
-    def self_attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, backend: AttentionBackend) -> torch.Tensor:
+    def self_attention(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, backend: AttentionBackend
+    ) -> torch.Tensor:
         """q, k, v: (B, L, H, D) -> (B, L, H, D)."""
         return dense_attention(q, k, v, backend)
 
@@ -62,7 +64,9 @@ class PackedLayout:
             self._cu_seqlens = cumulative_lengths(self.lengths, device)
         return self._cu_seqlens
 
-    def self_attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, backend: AttentionBackend) -> torch.Tensor:
+    def self_attention(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, backend: AttentionBackend
+    ) -> torch.Tensor:
         """q, k, v: (N, H, D) -> (N, H, D); each sample attends over its own rows."""
         cu = self._cu(q.device)
         return varlen_attention(q, k, v, self.lengths, self.lengths, backend, cu, cu)

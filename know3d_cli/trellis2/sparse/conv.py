@@ -1,8 +1,9 @@
 """Submanifold 3x3x3 sparse convolution layer with a per-layer, named compute backend.
 
 The layer owns the parameters in the released checkpoints' (FlexGEMM) layout and calls one kernel from
-`_KERNELS`, chosen by the layer's `backend` value (set once by the caller, never from a global or an env var). A faster kernel (e.g. Triton on CUDA) is added as a new `ConvBackend` member plus a `_KERNELS` entry with the
-same call signature, listed in `_AUTO_ORDER` ahead of the torch reference.
+`_KERNELS`, chosen by the layer's `backend` value (set once by the caller, never from a global or an env var).
+A faster kernel (e.g. Triton on CUDA) is added as a new `ConvBackend` member plus a `_KERNELS` entry with the same
+call signature, listed in `_AUTO_ORDER` ahead of the torch reference.
 """
 
 from __future__ import annotations

@@ -86,7 +86,8 @@ def test_zero_init_adapter_is_identical_under_the_precision_policy():
     assert torch.equal(run(model, x, tiny_adapter().condition(tokens)), base)  # fp32 adapter on bf16 blocks
     adapter = tiny_adapter().apply_precision_policy(torch.bfloat16)
     assert adapter.editor_attention(0).to_q.weight.dtype == torch.bfloat16
-    assert adapter.ext_proj[1].weight.dtype == torch.float32 and adapter.editor_attention(0).norm.weight.dtype == torch.float32
+    assert adapter.ext_proj[1].weight.dtype == torch.float32
+    assert adapter.editor_attention(0).norm.weight.dtype == torch.float32
     assert torch.equal(run(model, x, adapter.condition(tokens)), base)
 
 

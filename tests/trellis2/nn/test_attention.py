@@ -76,11 +76,12 @@ def test_backend_resolution(monkeypatch):
     monkeypatch.setattr(attention_mod, "_flash_attn_module", lambda: None)
     with pytest.raises(BackendUnavailable, match="flash-attn"):
         resolve_attention_backend(AttentionBackend.flash_attn, torch.device("cuda"), torch.bfloat16)
-    assert resolve_attention_backend(AttentionBackend.auto, torch.device("cuda"), torch.bfloat16) is AttentionBackend.sdpa
+    cuda, auto, sdpa = torch.device("cuda"), AttentionBackend.auto, AttentionBackend.sdpa
+    assert resolve_attention_backend(auto, cuda, torch.bfloat16) is sdpa
 
     monkeypatch.setattr(attention_mod, "_flash_attn_module", lambda: object())
-    assert resolve_attention_backend(AttentionBackend.auto, torch.device("cuda"), torch.bfloat16) is AttentionBackend.flash_attn
-    assert resolve_attention_backend(AttentionBackend.auto, torch.device("cuda"), torch.float32) is AttentionBackend.sdpa
+    assert resolve_attention_backend(auto, cuda, torch.bfloat16) is AttentionBackend.flash_attn
+    assert resolve_attention_backend(auto, cuda, torch.float32) is sdpa
     assert resolve_attention_backend(AttentionBackend.auto, cpu, torch.bfloat16) is AttentionBackend.sdpa
     with pytest.raises(BackendUnavailable):
         resolve_attention_backend(AttentionBackend.flash_attn, cpu, torch.bfloat16)
@@ -106,6 +107,7 @@ def test_flash_attn_matches_sdpa():
     torch.testing.assert_close(fast.float(), ref.float(), atol=2e-2, rtol=2e-2)
     qd, kd, vd = (t[:36].reshape(2, 18, 4, 64) for t in (q, k, v))
     torch.testing.assert_close(
-        dense_attention(qd, kd, vd, AttentionBackend.flash_attn).float(), dense_attention(qd, kd, vd, AttentionBackend.sdpa).float(),
+        dense_attention(qd, kd, vd, AttentionBackend.flash_attn).float(),
+        dense_attention(qd, kd, vd, AttentionBackend.sdpa).float(),
         atol=2e-2, rtol=2e-2,
     )
