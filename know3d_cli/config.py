@@ -1,9 +1,12 @@
 """Configuration schema, composed from `configs/` with Hydra's Compose API.
 
-Every section is a dataclass registered in Hydra's ConfigStore, so an unknown key or a value of the
-wrong type fails at compose time with the full key named. The YAML files in `configs/` hold the
-defaults and one-line descriptions; these classes hold the types. Stages receive only their own
-section (e.g. `EditorConfig`), never the whole tree.
+Every section is a dataclass registered in Hydra's ConfigStore, so an unknown key, a value of the wrong type or a
+value outside an Enum's choices fails at compose time with the full key named. The YAML files in `configs/` hold the
+defaults and one-line descriptions; these classes hold the types. Each fixed set of choices is one `Choice` Enum,
+defined once: the app's here, TRELLIS.2's in the library (`trellis2.settings`, the attention and sparse-conv
+backends, the offload policy), whose settings dataclasses are the `trellis2` and `adapter` sections. Code past
+`load_config` receives Enum members and never re-checks strings. Stages receive only their own section (e.g.
+`EditorConfig`), never the whole tree.
 """
 
 from __future__ import annotations
@@ -13,20 +16,94 @@ import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from enum import Enum
-from typing import Any, Optional, TypeVar
+from typing import Any, Optional
 
 from omegaconf import MISSING, OmegaConf
 
+from .choices import Choice
 from .errors import ConfigError
 from .train_config import TrainConfig, validate_train
+from .trellis2 import AdapterSettings, AttentionBackend, ConvBackend, Offload, Trellis2Settings
 
 logger = logging.getLogger(__name__)
 
-MODES = ("auto", "know3d", "multiview", "trellis")
-PREVIEWS = ("x0", "full", "none")
-PIPELINE_TYPES = ("ss", "512", "1024", "1024_cascade", "1536_cascade")
-OVOXEL_RESOLUTIONS = (256, 512, 1024)
+OVOXEL_RESOLUTIONS = (256, 512, 1024)  # TRELLIS.2's shape-VAE grids
+
+
+# ----------------------------------------------------------------------------------- choices
+class Mode(Choice):
+    """How the back view reaches TRELLIS.2 (README "Modes")."""
+
+    auto = "auto"  # know3d with adapter weights, else multiview
+    know3d = "know3d"  # editor hidden states through the Know3D adapter
+    multiview = "multiview"  # the finished back view as a second conditioning image
+    trellis = "trellis"  # plain TRELLIS.2 on the front image
+
+
+class Preview(Choice):
+    """What `back.png` shows."""
+
+    x0 = "x0"  # the editor's x0 estimate at the tap step (free)
+    full = "full"  # the finished edit
+    none = "none"  # no back.png
+
+
+class Background(Choice):
+    """How the input's foreground mask is found."""
+
+    auto = "auto"  # alpha if present, else threshold
+    alpha = "alpha"
+    threshold = "threshold"
+    birefnet = "birefnet"
+
+
+class EditorPipelineKind(Choice):
+    """Which diffusers pipeline class drives the editor."""
+
+    plus = "plus"  # QwenImageEditPlusPipeline (2509 / 2511)
+    edit = "edit"  # QwenImageEditPipeline (the original release)
+
+
+class TapTokens(Choice):
+    """Which image-stream tokens the tap keeps."""
+
+    target = "target"  # the generated (back-view) tokens
+    all = "all"  # target tokens, then the condition images' tokens
+
+
+class ExportFormat(Choice):
+    glb = "glb"
+    obj = "obj"
+    ply = "ply"
+
+
+class TextureFormat(Choice):
+    webp = "webp"
+    png = "png"
+
+
+class AlphaMode(Choice):
+    """glTF `alphaMode`."""
+
+    OPAQUE = "OPAQUE"
+    BLEND = "BLEND"
+    MASK = "MASK"
+
+
+class RuntimeDtype(Choice):
+    """Compute dtype of the big networks (`auto`: bfloat16 on CUDA, float32 on CPU)."""
+
+    auto = "auto"
+    bfloat16 = "bfloat16"
+    float16 = "float16"
+    float32 = "float32"
+
+
+class Shading(Choice):
+    """How dataset views are lit (`data.views.shading`)."""
+
+    lit = "lit"  # PBR base colour under a key and ambient light
+    flat = "flat"  # unlit base colour
 
 
 # ------------------------------------------------------------------------------------ models
@@ -62,7 +139,7 @@ class ModelsConfig:
 # ------------------------------------------------------------------------------------ stages
 @dataclass
 class PreprocessConfig:
-    background: str = "auto"  # auto | alpha | threshold | birefnet
+    background: Background = Background.auto  # auto | alpha | threshold | birefnet
     threshold_tolerance: float = 0.08  # colour distance (0-1) that still counts as background
     alpha_cutoff: float = 0.8  # alpha above this fraction of 255 defines the crop box
     max_side: int = 1024  # downscale so the longer side is at most this
@@ -79,7 +156,7 @@ class MllmConfig:
 
 @dataclass
 class EditorConfig:
-    pipeline: str = "plus"  # plus (QwenImageEditPlusPipeline, 2509/2511) | edit (QwenImageEditPipeline)
+    pipeline: EditorPipelineKind = EditorPipelineKind.plus  # plus (Qwen-Image-Edit 2509/2511) | edit (original)
     steps: int = 40  # denoising steps of the full schedule
     true_cfg_scale: float = 4.0  # true classifier-free guidance scale (1 disables CFG)
     negative_prompt: str = " "  # negative prompt for true CFG
@@ -93,53 +170,34 @@ class EditorConfig:
 class TapConfig:
     block: int = 30  # MMDiT block whose image-stream output is tapped
     step_frac: float = 0.25  # tap at step index round(step_frac * steps)
-    tokens: str = "target"  # target (back-view tokens only) | all (target + condition tokens)
+    tokens: TapTokens = TapTokens.target  # target (back-view tokens only) | all (target + condition tokens)
 
 
 @dataclass
-class AdapterConfig:
+class AdapterConfig(AdapterSettings):
+    """The library's adapter settings plus where the adapter files are."""
+
     weights: Optional[str] = None  # directory with <stage>.json + <stage>.safetensors per stage (null = none)
-    stages: list[str] = field(default_factory=lambda: ["ss", "shape"])  # flows that get ext tokens
-    blocks: Optional[list[int]] = None  # flow blocks with an ext_attn; null = as in the adapter json (else checked)
-    pool: Optional[int] = None  # 1 | 2 (2x2 token pooling); null = as in the adapter json (else checked)
-    uncond: str = "zeros"  # unconditional CFG pass sees: zeros | same (the ext tokens too)
-
-
-@dataclass
-class SamplerConfig:
-    steps: Optional[int] = None  # null = value from pipeline.json
-    guidance_strength: Optional[float] = None  # null = value from pipeline.json
-    guidance_rescale: Optional[float] = None  # null = value from pipeline.json
-    rescale_t: Optional[float] = None  # null = value from pipeline.json
-
-
-@dataclass
-class Trellis2Config:
-    pipeline_type: str = "1024_cascade"  # ss | 512 | 1024 | 1024_cascade | 1536_cascade
-    max_num_tokens: int = 49152  # cascade token cap (1536 is lowered in steps of 128)
-    ss: SamplerConfig = field(default_factory=SamplerConfig)  # sparse-structure sampler overrides
-    shape: SamplerConfig = field(default_factory=SamplerConfig)  # shape sampler overrides
-    tex: SamplerConfig = field(default_factory=SamplerConfig)  # texture sampler overrides
 
 
 @dataclass
 class ExportConfig:
-    format: str = "glb"  # glb | obj | ply
+    format: ExportFormat = ExportFormat.glb  # glb | obj | ply
     faces: int = 500_000  # target face count after decimation
     texture_size: int = 2048  # baked texture side in pixels
-    texture_format: str = "webp"  # webp | png
-    alpha_mode: str = "OPAQUE"  # OPAQUE | BLEND | MASK
+    texture_format: TextureFormat = TextureFormat.webp  # webp | png
+    alpha_mode: AlphaMode = AlphaMode.OPAQUE  # OPAQUE | BLEND | MASK
     double_sided: bool = True  # glTF material doubleSided
 
 
 @dataclass
 class RuntimeConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    dtype: str = "auto"  # auto | bfloat16 | float16 | float32 (set by the precision group)
-    offload: str = "sequential"  # sequential (one stage resident at a time) | none
+    dtype: RuntimeDtype = RuntimeDtype.auto  # auto | bfloat16 | float16 | float32 (set by the precision group)
+    offload: Offload = Offload.sequential  # sequential (one stage resident at a time) | none
     compile: bool = False  # torch.compile the transformer blocks
-    attention: str = "auto"  # auto | sdpa | flash_attn
-    sparse_conv: str = "auto"  # auto | torch
+    attention: AttentionBackend = AttentionBackend.auto  # auto | sdpa | flash_attn
+    sparse_conv: ConvBackend = ConvBackend.auto  # auto | torch
 
 
 @dataclass
@@ -166,7 +224,7 @@ class ViewsConfig:
     azimuth_range: list[float] = field(default_factory=lambda: [0.0, 360.0])  # front azimuth drawn here (degrees)
     elevation_range: list[float] = field(default_factory=lambda: [0.0, 30.0])  # shared elevation drawn here (degrees)
     fov: float = 40.0  # vertical field of view of the perspective camera (degrees)
-    shading: str = "lit"  # lit (PBR base colour under a key and ambient light) | flat (unlit base colour)
+    shading: Shading = Shading.lit  # lit (PBR base colour under a key and ambient light) | flat (unlit base colour)
 
 
 @dataclass
@@ -178,16 +236,16 @@ class DataConfig:
 
 @dataclass
 class Know3dConfig:
-    mode: str = "auto"  # auto | know3d | multiview | trellis
+    mode: Mode = Mode.auto  # auto | know3d | multiview | trellis
     back: str = ""  # text about the hidden back side
     seed: Optional[int] = None  # null = random (the drawn seed is recorded)
-    preview: str = "x0"  # x0 | full | none
+    preview: Preview = Preview.x0  # x0 | full | none
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
     mllm: MllmConfig = field(default_factory=MllmConfig)
     editor: EditorConfig = field(default_factory=EditorConfig)
     tap: TapConfig = field(default_factory=TapConfig)
     adapter: AdapterConfig = field(default_factory=AdapterConfig)
-    trellis2: Trellis2Config = field(default_factory=Trellis2Config)
+    trellis2: Trellis2Settings = field(default_factory=Trellis2Settings)
     export: ExportConfig = field(default_factory=ExportConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     models: ModelsConfig = field(default_factory=ModelsConfig)
@@ -233,34 +291,13 @@ def load_config(overrides: list[str] | tuple[str, ...] = ()) -> Know3dConfig:
 
 
 def validate(cfg: Know3dConfig) -> None:
-    """Check choices and ranges that types alone cannot express."""
-    checks: list[tuple[str, Any, tuple[Any, ...]]] = [
-        ("mode", cfg.mode, MODES),
-        ("preview", cfg.preview, PREVIEWS),
-        ("preprocess.background", cfg.preprocess.background, ("auto", "alpha", "threshold", "birefnet")),
-        ("editor.pipeline", cfg.editor.pipeline, ("plus", "edit")),
-        ("tap.tokens", cfg.tap.tokens, ("target", "all")),
-        ("adapter.uncond", cfg.adapter.uncond, ("zeros", "same")),
-        ("trellis2.pipeline_type", cfg.trellis2.pipeline_type, PIPELINE_TYPES),
-        ("export.format", cfg.export.format, ("glb", "obj", "ply")),
-        ("export.texture_format", cfg.export.texture_format, ("webp", "png")),
-        ("export.alpha_mode", cfg.export.alpha_mode, ("OPAQUE", "BLEND", "MASK")),
-        ("runtime.dtype", cfg.runtime.dtype, ("auto", "bfloat16", "float16", "float32")),
-        ("runtime.offload", cfg.runtime.offload, ("sequential", "none")),
-        ("runtime.attention", cfg.runtime.attention, ("auto", "sdpa", "flash_attn")),
-        ("runtime.sparse_conv", cfg.runtime.sparse_conv, ("auto", "torch")),
-        ("data.ovoxel.resolution", cfg.data.ovoxel.resolution, OVOXEL_RESOLUTIONS),
-        ("data.views.shading", cfg.data.views.shading, ("lit", "flat")),
-    ]
-    for key, value, allowed in checks:
-        if value not in allowed:
-            raise ConfigError(f"invalid value {value!r} for {key}; expected one of: {', '.join(map(str, allowed))}")
-    for stage in cfg.adapter.stages:
-        if stage not in ("ss", "shape", "tex"):
-            raise ConfigError(f"invalid adapter.stages entry {stage!r}; expected ss, shape or tex")
+    """Check the ranges that types alone cannot express (the schema's Enums already checked every choice)."""
     if cfg.adapter.pool not in (None, 1, 2):
         raise ConfigError(f"invalid value {cfg.adapter.pool!r} for adapter.pool; expected null, 1 or 2")
-    ranges = [
+    if cfg.data.ovoxel.resolution not in OVOXEL_RESOLUTIONS:
+        raise ConfigError(f"invalid value {cfg.data.ovoxel.resolution!r} for data.ovoxel.resolution; expected one of: "
+                          f"{', '.join(map(str, OVOXEL_RESOLUTIONS))}")
+    ranges: list[tuple[str, Any, float, float]] = [
         ("tap.step_frac", cfg.tap.step_frac, 0.0, 1.0),
         ("editor.steps", cfg.editor.steps, 2, 1000),
         ("editor.resolution", cfg.editor.resolution, 16, 4096),
@@ -269,12 +306,22 @@ def validate(cfg: Know3dConfig) -> None:
         ("export.texture_size", cfg.export.texture_size, 16, 16384),
         ("preprocess.threshold_tolerance", cfg.preprocess.threshold_tolerance, 0.0, 1.0),
         ("preprocess.alpha_cutoff", cfg.preprocess.alpha_cutoff, 0.0, 1.0),
+        ("trellis2.max_num_tokens", cfg.trellis2.max_num_tokens, 1, float("inf")),
         ("data.asset.max_faces", cfg.data.asset.max_faces, 1, 2**31 - 1),
         ("data.asset.max_texture_side", cfg.data.asset.max_texture_side, 1, 65536),
         ("data.ovoxel.chunk_size", cfg.data.ovoxel.chunk_size, 1024, 2**31 - 1),
         ("data.views.size", cfg.data.views.size, 16, 8192),
         ("data.views.fov", cfg.data.views.fov, 1.0, 170.0),
     ]
+    for stage in ("ss", "shape", "tex"):
+        overrides = getattr(cfg.trellis2, stage)
+        ranges += [(f"trellis2.{stage}.{name}", value, lo, hi) for name, value, lo, hi in (
+            ("steps", overrides.steps, 1, float("inf")),
+            ("guidance_strength", overrides.guidance_strength, 0.0, float("inf")),
+            ("guidance_rescale", overrides.guidance_rescale, 0.0, 1.0),
+        ) if value is not None]
+        if overrides.rescale_t is not None and not overrides.rescale_t > 0:
+            raise ConfigError(f"invalid value {overrides.rescale_t!r} for trellis2.{stage}.rescale_t; expected > 0")
     for key, value, lo, hi in ranges:
         if not lo <= value <= hi:
             raise ConfigError(f"invalid value {value!r} for {key}; expected a number in [{lo}, {hi}]")
@@ -289,29 +336,23 @@ def validate(cfg: Know3dConfig) -> None:
     validate_train(cfg.train)
 
 
-E = TypeVar("E", bound=Enum)
-
-
-def parse_choice(choices: type[E], value: E | str, key: str) -> E:
-    """`choices(value)` for an Enum of config strings; an unknown value is a `ConfigError` listing the choices."""
-    try:
-        return choices(value)
-    except ValueError:
-        allowed = ", ".join(str(c.value) for c in choices)
-        raise ConfigError(f"invalid value {value!r} for {key}; expected one of: {allowed}") from None
-
-
 def to_container(cfg: Know3dConfig) -> dict[str, Any]:
-    """The resolved config as plain JSON-ready data (for metadata.json and `config show`)."""
-    return OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)  # type: ignore[return-value]
+    """The resolved config as plain JSON-ready data (for metadata.json and `config show`); choices as strings."""
+    return OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True, enum_to_str=True)  # type: ignore
 
 
 def to_yaml(cfg: Know3dConfig) -> str:
     return OmegaConf.to_yaml(OmegaConf.structured(cfg))
 
 
+_INVALID_CHOICE = re.compile(r"Invalid value '(?P<value>.*)', expected one of \[(?P<choices>.*)\]")
+
+
 def _one_line(exc: BaseException) -> str:
     """Hydra/OmegaConf errors span several lines; keep what names the key and the problem."""
+    choice = _invalid_choice(exc)
+    if choice is not None:
+        return choice
     text = str(exc)
     if exc.__cause__ is not None:  # "Error merging override x=y" hides the reason in the cause
         text = f"{text}: {exc.__cause__}"
@@ -326,8 +367,21 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(keep).replace("Available options in", "; available options in")
 
 
+def _invalid_choice(exc: BaseException) -> str | None:
+    """OmegaConf's message for a value outside an Enum, reworded to name the full key and every allowed value."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        match = _INVALID_CHOICE.match(str(getattr(cause, "msg", "") or ""))
+        key = getattr(cause, "full_key", None)
+        if match and key:
+            return f"invalid value {match['value']!r} for {key}; expected one of: {match['choices']}"
+        cause = cause.__cause__
+    return None
+
+
 __all__ = [
-    "AdapterConfig", "AssetConfig", "DataConfig", "OVoxelConfig", "ViewsConfig", "EditorConfig", "ExportConfig", "Know3dConfig", "MllmConfig", "ModelSpec",
-    "ModelsConfig", "PreprocessConfig", "RuntimeConfig", "SamplerConfig", "TapConfig", "Trellis2Config",
-    "config_dir", "load_config", "parse_choice", "to_container", "to_yaml", "validate",
+    "AdapterConfig", "AlphaMode", "AssetConfig", "Background", "DataConfig", "EditorConfig", "EditorPipelineKind",
+    "ExportConfig", "ExportFormat", "Know3dConfig", "MllmConfig", "Mode", "ModelSpec", "ModelsConfig", "OVoxelConfig",
+    "PreprocessConfig", "Preview", "RuntimeConfig", "RuntimeDtype", "Shading", "TapConfig", "TapTokens",
+    "TextureFormat", "ViewsConfig", "config_dir", "load_config", "to_container", "to_yaml", "validate",
 ]

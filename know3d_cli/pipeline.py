@@ -32,6 +32,7 @@ from .runtime import (
     resident,
     resolve_runtime,
 )
+from .timing import timed_stages
 
 logger = logging.getLogger(__name__)
 
@@ -142,16 +143,22 @@ class Know3dPipeline:
 
     def _trellis(self):
         if "trellis2" not in self._loaded:
-            from .trellis2 import Trellis2Generator
+            from .trellis2 import Trellis2Pipeline
 
-            self._loaded["trellis2"] = Trellis2Generator(
-                trellis_dir=self._models["trellis2"].path,
-                ss_decoder_dir=self._models["ss_decoder"].path,
+            runtime = self.runtime
+            self._loaded["trellis2"] = Trellis2Pipeline.from_pretrained(
+                self._models["trellis2"].path,
                 dinov3_dir=self._models["dinov3"].path,
-                cfg=self.cfg.trellis2,
-                adapter_cfg=self.cfg.adapter,
+                ss_decoder_dir=self._models["ss_decoder"].path,
                 adapter_dir=self.adapter_dir,
-                runtime=self.runtime,
+                settings=self.cfg.trellis2,
+                adapter=self.cfg.adapter,
+                device=runtime.device,
+                precision=runtime.trellis2_precision,
+                offload=runtime.offload,
+                attention=runtime.attention,
+                sparse_conv=runtime.sparse_conv,
+                compile=runtime.compile,
             )
         return self._loaded["trellis2"]
 
@@ -210,10 +217,12 @@ class Know3dPipeline:
         with self._timed("trellis2", job.id, timings), oom_as_error("3D generation (TRELLIS.2)"):
             trellis = self._trellis()
             back_view = tap.preview if (self.mode == "multiview" and tap is not None) else None
-            ext_tokens = tap.hidden if self.mode == "know3d" and tap is not None else None
-            asset, t2 = trellis.generate(prepared.image, back_view=back_view, ext_tokens=ext_tokens, seed=seed,
-                                         on_stage=self.progress.note)
-            warnings += t2.warnings
+            editor_tokens = tap.hidden if self.mode == "know3d" and tap is not None else None
+            trellis_timings: dict[str, float] = {}
+            generated = trellis(prepared.image, back_view=back_view, editor_tokens=editor_tokens, seed=seed,
+                                stage_hook=timed_stages(trellis_timings, self.progress.note))
+            asset = generated.asset
+            warnings += generated.warnings
         self._release("trellis2")
 
         with self._timed("export", job.id, timings):
@@ -238,10 +247,10 @@ class Know3dPipeline:
                        for name, m in self._models.items()},
             "adapter": str(self.adapter_dir) if self.adapter_dir is not None else None,
             "tap": _tap_meta(tap, cfg),
-            "forwards": {"editor": tap.forwards if tap is not None else 0, "trellis2": t2.total_forwards,
-                         "trellis2_per_run": t2.forwards},
-            "trellis2": {"pipeline_type": t2.pipeline_type, "resolution": t2.resolution, "tokens": t2.tokens,
-                         "timings_s": _rounded(t2.timings_s)},
+            "forwards": {"editor": tap.forwards if tap is not None else 0, "trellis2": generated.total_forwards,
+                         "trellis2_per_run": generated.forwards},
+            "trellis2": {"pipeline_type": str(generated.pipeline_type), "resolution": generated.resolution,
+                         "tokens": generated.tokens, "timings_s": _rounded(trellis_timings)},
             "export": {"format": extension, "timings_s": _rounded(export_timings)},
             "geometry": {"source_stage": asset.source_stage, "resolution": asset.resolution,
                          "vertices": int(asset.vertices.shape[0]), "faces": int(asset.faces.shape[0]),

@@ -11,22 +11,24 @@ from typing import Iterator, Protocol
 
 import torch
 
-from .config import RuntimeConfig
+from .config import RuntimeConfig, RuntimeDtype
 from .errors import BackendUnavailable, OutOfMemory
+from .trellis2 import AttentionBackend, ConvBackend, Offload, Precision
 
 logger = logging.getLogger(__name__)
 
-_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
+_DTYPES = {RuntimeDtype.bfloat16: torch.bfloat16, RuntimeDtype.float16: torch.float16,
+           RuntimeDtype.float32: torch.float32}
 
 
 @dataclass(frozen=True)
 class Runtime:
     device: torch.device  # where the stage that is running computes
     dtype: torch.dtype  # compute dtype of the big networks (TRELLIS.2 keeps its reference mix on GPU)
-    offload: str  # "sequential": one stage resident on the GPU at a time; "none": all resident
+    offload: Offload  # sequential: one stage resident on the GPU at a time; none: all resident
     compile: bool  # torch.compile the transformer blocks
-    attention: str  # TRELLIS.2 attention backend name
-    sparse_conv: str  # TRELLIS.2 sparse convolution backend name
+    attention: AttentionBackend  # TRELLIS.2 attention backend
+    sparse_conv: ConvBackend  # TRELLIS.2 sparse convolution backend
 
     @property
     def is_cuda(self) -> bool:
@@ -36,6 +38,11 @@ class Runtime:
     def exact(self) -> bool:
         """fp32 everywhere (the reference mixed precision is only used in reduced precision)."""
         return self.dtype == torch.float32
+
+    @property
+    def trellis2_precision(self) -> Precision:
+        """TRELLIS.2 networks in exact fp32, or in their reference mixed precision when the dtype is reduced."""
+        return Precision.fp32 if self.exact else Precision.reference
 
 
 def resolve_runtime(cfg: RuntimeConfig) -> Runtime:
@@ -53,7 +60,7 @@ def resolve_runtime(cfg: RuntimeConfig) -> Runtime:
                 raise BackendUnavailable(
                     f"runtime.device={cfg.device} but only {torch.cuda.device_count()} CUDA device(s) exist"
                 )
-    if cfg.dtype == "auto":
+    if cfg.dtype is RuntimeDtype.auto:
         dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     else:
         dtype = _DTYPES[cfg.dtype]
@@ -76,7 +83,7 @@ def resident(module: _Movable, runtime: Runtime) -> Iterator[None]:
     try:
         yield
     finally:
-        if runtime.is_cuda and runtime.offload == "sequential":
+        if runtime.is_cuda and runtime.offload is Offload.sequential:
             module.to("cpu")
             torch.cuda.empty_cache()
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from typing import Optional
 
 logger = logging.getLogger(__name__)
@@ -24,4 +24,18 @@ def timed(timings: Optional[dict[str, float]], step: str) -> Iterator[None]:
             timings[step] = timings.get(step, 0.0) + elapsed
 
 
-__all__ = ["timed"]
+def timed_stages(
+    timings: dict[str, float], on_start: Callable[[str], None] | None = None
+) -> Callable[[str], AbstractContextManager[None]]:
+    """A stage hook (e.g. for `Trellis2Pipeline`): times each named stage into `timings` and calls `on_start(name)`
+    as it begins (progress display)."""
+
+    def hook(stage: str) -> AbstractContextManager[None]:
+        if on_start is not None:
+            on_start(stage)
+        return timed(timings, stage)
+
+    return hook
+
+
+__all__ = ["timed", "timed_stages"]

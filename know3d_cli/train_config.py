@@ -8,54 +8,64 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from enum import Enum
 from typing import Optional
 
+from .choices import Choice
 from .errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
 
-class TrainStage(str, Enum):
+class TrainStage(Choice):
     """Which TRELLIS.2 flow is trained (`train.stage`)."""
 
-    SS = "ss"  # sparse-structure flow, 8 x 16^3 dense latent, DINOv3 at 512
-    SHAPE_512 = "shape_512"  # shape flow on the 32^3 latent grid, DINOv3 at 512
-    SHAPE_1024 = "shape_1024"  # shape flow on the 64^3 latent grid, DINOv3 at 1024
+    ss = "ss"  # sparse-structure flow, 8 x 16^3 dense latent, DINOv3 at 512
+    shape_512 = "shape_512"  # shape flow on the 32^3 latent grid, DINOv3 at 512
+    shape_1024 = "shape_1024"  # shape flow on the 64^3 latent grid, DINOv3 at 1024
 
 
-class Trainable(str, Enum):
+class Trainable(Choice):
     """What the optimiser updates (`train.trainable`). New kinds (the SS VAE) register in `train/targets.py`."""
 
-    ADAPTER = "adapter"  # a Know3D adapter; the released flow is frozen
-    FLOW = "flow"  # the whole flow: fine-tune the released weights, or from scratch
+    adapter = "adapter"  # a Know3D adapter; the released flow is frozen
+    flow = "flow"  # the whole flow: fine-tune the released weights, or from scratch
 
 
-class TimeSchedule(str, Enum):
-    LOGIT_NORMAL = "logit_normal"  # t = sigmoid(N(mean, std))
-    UNIFORM = "uniform"  # t ~ U(0, 1)
+class TimeSchedule(Choice):
+    logit_normal = "logit_normal"  # t = sigmoid(N(mean, std))
+    uniform = "uniform"  # t ~ U(0, 1)
 
 
-class LrDecay(str, Enum):
-    CONSTANT = "constant"
-    COSINE = "cosine"
-    LINEAR = "linear"
+class LrDecay(Choice):
+    constant = "constant"
+    cosine = "cosine"
+    linear = "linear"
 
 
-class MixedPrecision(str, Enum):
-    AUTO = "auto"  # bf16 autocast on CUDA, fp32 on CPU
-    BF16 = "bf16"  # bf16 autocast, fp32 master weights
-    FP32 = "fp32"
+class MixedPrecision(Choice):
+    auto = "auto"  # bf16 autocast on CUDA, fp32 on CPU
+    bf16 = "bf16"  # bf16 autocast, fp32 master weights
+    fp32 = "fp32"
 
 
-class Distributed(str, Enum):
-    DDP = "ddp"
-    FSDP = "fsdp"
+class Distributed(Choice):
+    ddp = "ddp"
+    fsdp = "fsdp"
+
+
+class LoraWeighting(Choice):
+    """Timestep density and loss weight of the editor LoRA objective (diffusers' `weighting_scheme`)."""
+
+    none = "none"
+    logit_normal = "logit_normal"
+    mode = "mode"
+    sigma_sqrt = "sigma_sqrt"
+    cosmap = "cosmap"
 
 
 @dataclass
 class TimeScheduleConfig:
-    name: str = "logit_normal"  # logit_normal | uniform
+    name: TimeSchedule = TimeSchedule.logit_normal  # logit_normal | uniform
     mean: float = 1.0  # logit-normal mean
     std: float = 1.0  # logit-normal std
 
@@ -71,7 +81,7 @@ class OptimizerConfig:
 @dataclass
 class LrScheduleConfig:
     warmup_steps: int = 0  # linear warm-up from 0 to optimizer.lr
-    decay: str = "constant"  # constant | cosine | linear, after the warm-up, down to min_lr_ratio * lr at train.steps
+    decay: LrDecay = LrDecay.constant  # constant | cosine | linear after the warm-up, to min_lr_ratio * lr at the end
     min_lr_ratio: float = 0.0  # final learning rate as a fraction of optimizer.lr (cosine, linear)
 
 
@@ -114,7 +124,7 @@ class EditorLoraConfig:
     rank: int = 16  # LoRA rank
     alpha: float = 16.0  # LoRA alpha
     target_modules: list[str] = field(default_factory=lambda: ["to_q", "to_k", "to_v", "to_out.0"])  # MMDiT layers
-    weighting_scheme: str = "none"  # timestep density / loss weight: none | logit_normal | mode | sigma_sqrt | cosmap
+    weighting_scheme: LoraWeighting = LoraWeighting.none  # none | logit_normal | mode | sigma_sqrt | cosmap
     logit_mean: float = 0.0  # logit_normal density mean
     logit_std: float = 1.0  # logit_normal density std
     mode_scale: float = 1.29  # `mode` density scale
@@ -124,8 +134,8 @@ class EditorLoraConfig:
 
 @dataclass
 class TrainConfig:
-    stage: str = "ss"  # ss | shape_512 | shape_1024 (set by the train= group)
-    trainable: str = "adapter"  # adapter (released flow frozen) | flow (the whole flow)
+    stage: TrainStage = TrainStage.ss  # ss | shape_512 | shape_1024 (set by the train= group)
+    trainable: Trainable = Trainable.adapter  # adapter (released flow frozen) | flow (the whole flow)
     from_scratch: bool = False  # trainable=flow: start from random weights with the released args
     dataset: Optional[str] = None  # dataset folder written by `know3d data build` (required)
     output_dir: str = "outputs/train"  # checkpoints, metrics.jsonl, TensorBoard logs, validation previews
@@ -144,9 +154,9 @@ class TrainConfig:
     ema: EmaConfig = field(default_factory=EmaConfig)
     adapter: NewAdapterConfig = field(default_factory=NewAdapterConfig)  # architecture of a new adapter
     validation: ValidationConfig = field(default_factory=ValidationConfig)
-    mixed_precision: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | bf16 | fp32
+    mixed_precision: MixedPrecision = MixedPrecision.auto  # auto (bf16 on CUDA, fp32 on CPU) | bf16 | fp32
     gradient_checkpointing: bool = True  # recompute each flow block in the backward pass
-    distributed: str = "ddp"  # ddp | fsdp (multi-process runs under `accelerate launch` / `torchrun`)
+    distributed: Distributed = Distributed.ddp  # ddp | fsdp (multi-process runs under `accelerate launch` / `torchrun`)
     num_workers: int = 0  # data-loading worker processes per training process
     log_every: int = 10  # steps between metric lines
     checkpoint_every: int = 1000  # steps between checkpoints (and one at the end)
@@ -156,18 +166,8 @@ class TrainConfig:
 
 
 def validate_train(cfg: TrainConfig) -> None:
-    """Choices and ranges of `train.*` that types alone cannot express (`ConfigError` naming the key)."""
-    from .config import parse_choice
-
-    parse_choice(TrainStage, cfg.stage, "train.stage")
-    parse_choice(Trainable, cfg.trainable, "train.trainable")
-    parse_choice(TimeSchedule, cfg.t_schedule.name, "train.t_schedule.name")
-    parse_choice(LrDecay, cfg.lr_schedule.decay, "train.lr_schedule.decay")
-    parse_choice(MixedPrecision, cfg.mixed_precision, "train.mixed_precision")
-    parse_choice(Distributed, cfg.distributed, "train.distributed")
-    if cfg.editor_lora.weighting_scheme not in ("none", "logit_normal", "mode", "sigma_sqrt", "cosmap"):
-        raise ConfigError(f"invalid value {cfg.editor_lora.weighting_scheme!r} for train.editor_lora.weighting_scheme; "
-                          "expected one of: none, logit_normal, mode, sigma_sqrt, cosmap")
+    """Ranges of `train.*` that types alone cannot express (`ConfigError` naming the key); the schema's Enums
+    already checked every choice."""
     positive = [("train.steps", cfg.steps), ("train.batch_size", cfg.batch_size),
                 ("train.accumulation", cfg.accumulation), ("train.log_every", cfg.log_every),
                 ("train.checkpoint_every", cfg.checkpoint_every), ("train.keep_checkpoints", cfg.keep_checkpoints),
@@ -211,15 +211,15 @@ def validate_train(cfg: TrainConfig) -> None:
                           "multiple of 4 (2-D sin-cos position embedding)")
     if cfg.max_tokens is not None and cfg.max_tokens < 1:
         raise ConfigError(f"invalid value {cfg.max_tokens!r} for train.max_tokens; expected >= 1 or null")
-    if cfg.from_scratch and cfg.trainable != Trainable.FLOW.value:
+    if cfg.from_scratch and cfg.trainable != Trainable.flow:
         raise ConfigError("train.from_scratch=true needs train.trainable=flow (an adapter always starts from zero)")
-    if cfg.distributed == Distributed.FSDP.value and cfg.ema.rate > 0:
+    if cfg.distributed == Distributed.fsdp and cfg.ema.rate > 0:
         raise ConfigError("train.distributed=fsdp keeps no EMA (the weights are sharded); set train.ema.rate=0 or "
                           "use train.distributed=ddp")
 
 
 __all__ = [
-    "Distributed", "EditorLoraConfig", "EmaConfig", "GradClipConfig", "LrDecay", "LrScheduleConfig",
+    "Distributed", "EditorLoraConfig", "EmaConfig", "GradClipConfig", "LoraWeighting", "LrDecay", "LrScheduleConfig",
     "MixedPrecision", "NewAdapterConfig", "OptimizerConfig", "TimeSchedule", "TimeScheduleConfig", "TrainConfig",
     "TrainStage", "Trainable", "ValidationConfig", "validate_train",
 ]

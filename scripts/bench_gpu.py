@@ -9,6 +9,9 @@ mixed precision, then measures, each with its own peak-memory window:
    released samplers: shape LR, shape HR, texture, shape decoder (its subdivision heads forced to keep 3 of 8
    children, ~x3 voxels per level, as real assets do), texture decoder, and dual-grid mesh extraction.
 
+Every measured step is one public stage function of `know3d_cli.trellis2.stages` (the ones `Trellis2Pipeline`
+chains), called on networks built here instead of loaded from checkpoint files.
+
 Reference for comparison: the TRELLIS.2 paper reports ~17 s on an H100 for 1024 (10 s shape + 7 s material).
 
 Examples:
@@ -28,13 +31,15 @@ from pathlib import Path
 
 import torch
 
+from know3d_cli.errors import GenerationError
 from know3d_cli.tiny.trellis2 import (
     RELEASED_PIPELINE_ARGS,
     decoder_args,
     dit_args,
+    released_models_map,
     ss_decoder_args,
 )
-from know3d_cli.trellis2.mesh import flexible_dual_grid_to_mesh
+from know3d_cli.trellis2.cascade import LatentNormalization
 from know3d_cli.trellis2.models import (
     FlexiDualGridVaeDecoder,
     SLatFlowModel,
@@ -42,8 +47,18 @@ from know3d_cli.trellis2.models import (
     SparseStructureFlowModel,
     SparseUnetVaeDecoder,
 )
-from know3d_cli.trellis2.sampler import SamplerSettings, sample
-from know3d_cli.trellis2.sparse.tensor import SparseTensor
+from know3d_cli.trellis2.pipeline_spec import PIPELINE_NAME, PipelineSpec, parse_pipeline_spec
+from know3d_cli.trellis2.stages import (
+    ImageCondition,
+    ShapeVoxels,
+    decode_shape,
+    decode_sparse_structure,
+    decode_texture,
+    sample_shape_latent,
+    sample_sparse_structure,
+    sample_texture_latent,
+    shape_mesh,
+)
 
 MANIFEST = Path(__file__).resolve().parents[1] / "tests" / "data" / "trellis2_checkpoints.json"
 CKPT = "TRELLIS.2-4B/ckpts/"
@@ -110,14 +125,18 @@ def random_coords(tokens: int, side: int, generator: torch.Generator) -> torch.T
     return torch.unique(coords, dim=0).int()
 
 
-def sampler(stage: str) -> SamplerSettings:
-    return SamplerSettings.from_pipeline_entry(RELEASED_PIPELINE_ARGS[f"{stage}_sampler"])
+def released_spec() -> PipelineSpec:
+    """The released `pipeline.json` (sampler settings, latent normalisations)."""
+    released = {"name": PIPELINE_NAME, "args": {"models": released_models_map(), **RELEASED_PIPELINE_ARGS}}
+    return parse_pipeline_spec(released, Path("released pipeline.json"))
 
 
-def run_flow(model, noise, cond, settings, concat=None):
-    context, null = model.prepare_context(cond), model.null_context()
-    extra = {} if concat is None else {"concat_cond": concat}
-    return sample(lambda x, t, c: model(x, t, c, **extra), noise, [context], null, settings)
+def mesh_or_empty(voxels: ShapeVoxels) -> tuple[torch.Tensor, torch.Tensor]:
+    """`shape_mesh`, or an empty mesh where random weights decode to no surface at all (seen with --smoke)."""
+    try:
+        return shape_mesh(voxels)
+    except GenerationError:
+        return torch.zeros(0, 3), torch.zeros(0, 3, dtype=torch.int64)
 
 
 def main() -> None:
@@ -143,43 +162,44 @@ def main() -> None:
         results[name] = {"seconds": round(seconds, 4), "peak_gib": round(peak / 2**30, 3), **extra}
         print(f"{name:28s} {seconds:9.3f} s   peak {peak / 2**30:7.2f} GiB   {extra or ''}", flush=True)
 
-    def cond(model, res):
-        return torch.randn(1, cond_tokens[res], model.cond_channels, generator=gen).to(device)
+    def image(model, res) -> ImageCondition:
+        return ImageCondition((torch.randn(1, cond_tokens[res], model.cond_channels, generator=gen).to(device),), res)
 
+    spec = released_spec()
+    shape_norm = LatentNormalization.from_spec(spec.shape_slat_normalization)
+    tex_norm = LatentNormalization.from_spec(spec.tex_slat_normalization)
     with torch.inference_mode():
         # ---- stage 1
         flow = build("ss_flow", device, args.smoke, exact)
         side = flow.resolution
         x = torch.randn(1, flow.in_channels, side, side, side, generator=gen).to(device)
-        c512 = cond(flow, 512)
+        c512 = image(flow, 512)
         t = torch.full((1,), 500.0, device=device)
-        seconds, peak, _ = measure(device, lambda: flow(x, t, c512), repeat=args.repeat, warmup=1)
+        seconds, peak, _ = measure(device, lambda: flow(x, t, c512.views[0]), repeat=args.repeat, warmup=1)
         record("ss_flow_forward", seconds, peak, tokens=side**3)
-        seconds, peak, res = measure(device, lambda: run_flow(flow, x, c512, sampler("sparse_structure")))
-        record("ss_sampling", seconds, peak, forwards=res.forwards)
+        seconds, peak, ss = measure(device, lambda: sample_sparse_structure(flow, c512, spec.sparse_structure_sampler,
+                                                                            gen))
+        record("ss_sampling", seconds, peak, forwards=ss.forwards)
         flow = None  # free it before the next stage is built
         decoder = build("ss_decoder", device, args.smoke, exact)
-        seconds, peak, _ = measure(device, lambda: decoder(res.x))
+        seconds, peak, _ = measure(device, lambda: decode_sparse_structure(decoder, ss.latent))
         record("ss_decoder", seconds, peak)
         decoder = None
 
-        # ---- stage 2: LR, then HR shape
-        shape_settings, tex_settings = sampler("shape_slat"), sampler("tex_slat")
+        # ---- stage 2: LR, then HR shape (realistic token counts on random coords)
         for name, tokens, side, res in (("shape_512", lr_tokens, 32, 512), ("shape_1024", hr_tokens, 64, 1024)):
             flow = build(name, device, args.smoke, exact)
-            coords = random_coords(tokens, side, gen).to(device)
-            noise = SparseTensor(torch.randn(len(coords), flow.out_channels, generator=gen).to(device), coords)
-            seconds, peak, out = measure(device, lambda: run_flow(flow, noise, cond(flow, res), shape_settings))
-            record(f"{name}_sampling", seconds, peak, tokens=len(coords), forwards=out.forwards)
+            coords = random_coords(tokens, side, gen)
+            seconds, peak, shape = measure(device, lambda: sample_shape_latent(
+                flow, coords, image(flow, res), spec.shape_slat_sampler, shape_norm, gen))
+            record(f"{name}_sampling", seconds, peak, tokens=shape.tokens, forwards=shape.forwards)
             flow = None  # free it before the next stage is built
-        shape_slat = out.x
 
         # ---- stage 3: texture on the HR coords
         flow = build("tex_1024", device, args.smoke, exact)
-        noise = shape_slat.replace(torch.randn(len(shape_slat), flow.out_channels, generator=gen).to(device))
-        seconds, peak, tex = measure(device, lambda: run_flow(flow, noise, cond(flow, 1024), tex_settings,
-                                                                 concat=shape_slat))
-        record("tex_1024_sampling", seconds, peak, tokens=len(shape_slat), forwards=tex.forwards)
+        seconds, peak, tex = measure(device, lambda: sample_texture_latent(
+            flow, shape.latent, image(flow, 1024), spec.tex_slat_sampler, shape_norm, tex_norm, gen))
+        record("tex_1024_sampling", seconds, peak, tokens=tex.tokens, forwards=tex.forwards)
         flow = None  # free it before the next stage is built
 
         # ---- decoding and mesh extraction
@@ -189,16 +209,13 @@ def main() -> None:
             head.weight.zero_()
             head.bias.copy_(torch.where(torch.arange(8, device=device) < KEPT_CHILDREN, 1.0, -1.0))
         final_res = 1024
-        shape_decoder.set_resolution(final_res)
-        seconds, peak, (h, subs) = measure(device, lambda: shape_decoder(shape_slat, return_subs=True))
-        record("shape_decoder", seconds, peak, voxels=len(h))
-        voxels = shape_decoder.dual_grid(h)[0]
+        seconds, peak, voxels = measure(device, lambda: decode_shape(shape_decoder, shape.latent, final_res))
+        record("shape_decoder", seconds, peak, voxels=len(voxels.grid.coords))
         shape_decoder = None
-        seconds, peak, (vertices, faces) = measure(device, lambda: flexible_dual_grid_to_mesh(
-            voxels.coords, voxels.vertex_offsets, voxels.edge_flags, voxels.split_weights, final_res))
+        seconds, peak, (vertices, faces) = measure(device, lambda: mesh_or_empty(voxels))
         record("mesh_extraction", seconds, peak, faces=len(faces))
         tex_decoder = build("tex_decoder", device, args.smoke, exact)
-        seconds, peak, _ = measure(device, lambda: tex_decoder(tex.x, guide_subs=subs))
+        seconds, peak, _ = measure(device, lambda: decode_texture(tex_decoder, tex.latent, voxels))
         record("tex_decoder", seconds, peak)
 
     stages = ("ss_sampling", "ss_decoder", "shape_512_sampling", "shape_1024_sampling", "tex_1024_sampling",

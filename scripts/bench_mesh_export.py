@@ -27,7 +27,7 @@ import torch
 from know3d_cli.config import ExportConfig
 from know3d_cli.export.glb import to_glb
 from know3d_cli.trellis2.mesh import fill_small_holes, flexible_dual_grid_to_mesh
-from know3d_cli.trellis2.representations import Asset3D
+from know3d_cli.geometry import Asset3D
 
 Implicit = Callable[[np.ndarray], np.ndarray]
 

@@ -95,7 +95,7 @@ def gpu_inputs(stage: str, module, batch: int, tokens: int, device: torch.device
 
     gen = torch.Generator().manual_seed(0)
     flow = module.flow
-    objective = FlowMatching(1e-5, TimeSchedule.LOGIT_NORMAL, 1.0, 1.0)
+    objective = FlowMatching(1e-5, TimeSchedule.logit_normal, 1.0, 1.0)
     t = torch.rand(batch, generator=gen)
     grid = 8 if smoke else 64
     cond_tokens = 40 if smoke else DINO_TOKENS[stage]

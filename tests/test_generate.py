@@ -194,12 +194,12 @@ def test_batch_interrupted_writes_summary_and_exits_130(run_cli, tiny_root, tmp_
 def test_out_of_memory_is_exit_4_with_a_hint(run_cli, tiny_root, tmp_path, monkeypatch):
     import torch
 
-    from know3d_cli.trellis2 import Trellis2Generator
+    from know3d_cli.trellis2 import Trellis2Pipeline
 
     def out_of_memory(self, *args, **kwargs):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
 
-    monkeypatch.setattr(Trellis2Generator, "generate", out_of_memory)
+    monkeypatch.setattr(Trellis2Pipeline, "__call__", out_of_memory)
     out = tmp_path / "out"
     res = run_cli("generate", photo(tmp_path / "mug.png"), "--out", out, "--mode", "trellis", *tiny(tiny_root))
     assert res.code == 4

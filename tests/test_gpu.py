@@ -7,9 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from know3d_cli.config import AdapterConfig, RuntimeConfig, Trellis2Config
-from know3d_cli.runtime import resolve_runtime
-from know3d_cli.trellis2 import Trellis2Generator
+from know3d_cli.trellis2 import Offload, PipelineType, Precision, Trellis2Pipeline, Trellis2Settings
 
 pytestmark = [
     pytest.mark.gpu,
@@ -23,27 +21,29 @@ def front() -> Image.Image:
     return Image.fromarray(arr)
 
 
-def generator(tiny_root, dtype: str, offload: str, pipeline_type: str = "512") -> Trellis2Generator:
-    runtime = resolve_runtime(RuntimeConfig(device="cuda", dtype=dtype, offload=offload))
-    return Trellis2Generator(tiny_root / "trellis2", tiny_root / "trellis_image_large", tiny_root / "dinov3",
-                             Trellis2Config(pipeline_type=pipeline_type), AdapterConfig(), None, runtime)
+def pipeline(tiny_root, precision: Precision, offload: Offload, pipeline_type: str = "512",
+             device: str = "cuda") -> Trellis2Pipeline:
+    return Trellis2Pipeline.from_pretrained(
+        tiny_root / "trellis2", dinov3_dir=tiny_root / "dinov3", ss_decoder_dir=tiny_root / "trellis_image_large",
+        settings=Trellis2Settings(pipeline_type=PipelineType(pipeline_type)), device=device, precision=precision,
+        offload=offload,
+    )
 
 
 def test_sequential_offload_parks_every_network_on_the_cpu(tiny_root):
-    gen = generator(tiny_root, "bfloat16", "sequential")
-    asset, stats = gen.generate(front(), seed=0)
-    assert asset.textured and stats.forwards == {"ss": 22, "shape": 21, "tex": 12}
-    for model in gen.models._cache.values():
+    pipe = pipeline(tiny_root, Precision.reference, Offload.sequential)
+    out = pipe(front(), seed=0)
+    assert out.asset.textured and out.forwards == {"ss": 22, "shape": 21, "tex": 12}
+    assert len(pipe.loaded_networks) == 6
+    for model in [*pipe.loaded_networks.values(), pipe.image_encoder.model]:
         assert all(p.device.type == "cpu" for p in model.parameters())
 
 
 def test_cuda_fp32_matches_cpu_stage_one(tiny_root):
-    cpu = Trellis2Generator(tiny_root / "trellis2", tiny_root / "trellis_image_large", tiny_root / "dinov3",
-                            Trellis2Config(pipeline_type="ss"), AdapterConfig(), None,
-                            resolve_runtime(RuntimeConfig(device="cpu", dtype="float32")))
+    cpu = pipeline(tiny_root, Precision.fp32, Offload.none, pipeline_type="ss", device="cpu")
     torch.backends.cuda.matmul.allow_tf32 = False
-    gpu = generator(tiny_root, "float32", "none", pipeline_type="ss")
-    a, _ = cpu.generate(front(), seed=3)
-    b, _ = gpu.generate(front(), seed=3)
+    gpu = pipeline(tiny_root, Precision.fp32, Offload.none, pipeline_type="ss")
+    a = cpu(front(), seed=3).asset
+    b = gpu(front(), seed=3).asset
     assert a.faces.shape == b.faces.shape
     torch.testing.assert_close(a.vertices, b.vertices, atol=1e-4, rtol=0)

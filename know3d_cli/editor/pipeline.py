@@ -20,7 +20,7 @@ from diffusers import QwenImageEditPipeline, QwenImageEditPlusPipeline
 from diffusers.pipelines.qwenimage import pipeline_qwenimage_edit as _edit_module
 from diffusers.pipelines.qwenimage import pipeline_qwenimage_edit_plus as _plus_module
 
-from ..config import EditorConfig
+from ..config import EditorConfig, EditorPipelineKind
 from ..errors import BackendUnavailable, CheckpointError, ConfigError, ModelMissingError
 from ..runtime import Runtime
 
@@ -92,7 +92,10 @@ class Know3dQwenImageEditPlusPipeline(_PromptEmbedsWithMRoPE, QwenImageEditPlusP
         return "".join(f"Picture {i + 1}: <|vision_start|><|image_pad|><|vision_end|>" for i in range(count))
 
 
-PIPELINES: dict[str, type] = {"plus": Know3dQwenImageEditPlusPipeline, "edit": Know3dQwenImageEditPipeline}
+PIPELINES: dict[EditorPipelineKind, type] = {
+    EditorPipelineKind.plus: Know3dQwenImageEditPlusPipeline,
+    EditorPipelineKind.edit: Know3dQwenImageEditPipeline,
+}
 EditorPipeline = Know3dQwenImageEditPipeline | Know3dQwenImageEditPlusPipeline
 
 
@@ -105,11 +108,8 @@ def load_editor(path: str | Path, cfg: EditorConfig, runtime: Runtime) -> Editor
     Raises:
         ModelMissingError: no `model_index.json` under `path`, or the LoRA file is missing.
         CheckpointError: the folder does not load as a Qwen-Image-Edit pipeline.
-        ConfigError: unknown `cfg.pipeline`.
         BackendUnavailable: a LoRA is configured but `peft` is not installed.
     """
-    if cfg.pipeline not in PIPELINES:
-        raise ConfigError(f"invalid value {cfg.pipeline!r} for editor.pipeline; expected one of: plus, edit")
     path = Path(path).expanduser()
     index = path / "model_index.json"
     if not index.is_file():

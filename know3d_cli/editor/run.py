@@ -11,14 +11,12 @@ import logging
 import torch
 from PIL import Image
 
-from ..config import EditorConfig, TapConfig
+from ..config import EditorConfig, Preview, TapConfig
 from ..errors import ConfigError, GenerationError
 from .pipeline import EditorPipeline, condition_area
 from .tap import EditorTap, TapRecorder, hidden_state_tap, tap_step_index
 
 logger = logging.getLogger(__name__)
-
-PREVIEWS = ("x0", "full", "none")
 
 
 def imagine_back(
@@ -27,7 +25,7 @@ def imagine_back(
     prompt: str,
     cfg: EditorConfig,
     tap: TapConfig,
-    preview: str = "x0",
+    preview: Preview = Preview.x0,
     generator: torch.Generator | None = None,
     need_full_image: bool = False,
 ) -> EditorTap:
@@ -47,10 +45,6 @@ def imagine_back(
     Returns:
         The tap; `preview` holds an RGB image of side `cfg.resolution` (floored to the pipeline's multiple) or None.
     """
-    if preview not in PREVIEWS:
-        raise ConfigError(f"invalid value {preview!r} for preview; expected one of: {', '.join(PREVIEWS)}")
-    if cfg.steps < 2:
-        raise ConfigError(f"invalid value {cfg.steps} for editor.steps; the released schedule needs at least 2")
     if image.mode != "RGB":
         image = image.convert("RGB")
     multiple = pipe.vae_scale_factor * 2
@@ -61,8 +55,8 @@ def imagine_back(
         logger.info("editor.resolution %d floored to %d (a multiple of %d)", cfg.resolution, side, multiple)
 
     guided = cfg.true_cfg_scale > 1 and cfg.negative_prompt is not None
-    finish = preview == "full" or need_full_image
-    x0_preview = preview == "x0" and not finish
+    finish = preview == Preview.full or need_full_image
+    x0_preview = preview == Preview.x0 and not finish
     step = tap_step_index(tap.step_frac, cfg.steps)
     stop = None if finish else ("step" if x0_preview else "block")
 
@@ -102,7 +96,7 @@ def imagine_back(
     )
 
 
-def guided_velocity(cond: torch.Tensor, uncond: torch.Tensor | None, scale: float) -> torch.Tensor:
+def true_cfg_velocity(cond: torch.Tensor, uncond: torch.Tensor | None, scale: float) -> torch.Tensor:
     """True CFG as Qwen-Image-Edit applies it: `uncond + scale (cond - uncond)`, then each token rescaled to the
     norm of its cond prediction. cond, uncond: (B, N, D) -> (B, N, D)."""
     if uncond is None:
@@ -119,7 +113,7 @@ def x0_estimate(recorder: TapRecorder, scale: float) -> torch.Tensor:
     """
     cond = recorder.velocities[0]
     uncond = recorder.velocities[1] if len(recorder.velocities) > 1 else None
-    return recorder.x_t - recorder.sigma * guided_velocity(cond, uncond, scale)
+    return recorder.x_t - recorder.sigma * true_cfg_velocity(cond, uncond, scale)
 
 
 def decode_packed(pipe: EditorPipeline, packed: torch.Tensor, side: int) -> Image.Image:
@@ -136,4 +130,4 @@ def decode_packed(pipe: EditorPipeline, packed: torch.Tensor, side: int) -> Imag
     return image
 
 
-__all__ = ["decode_packed", "guided_velocity", "imagine_back", "x0_estimate"]
+__all__ = ["decode_packed", "imagine_back", "true_cfg_velocity", "x0_estimate"]

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import torch
 from PIL import Image
 
+from ..config import TapTokens
 from ..errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -61,7 +62,7 @@ class TapRecorder:
     block: int  # index into transformer.transformer_blocks
     step: int  # tap step index
     passes: int  # transformer forwards per step (2 with true CFG)
-    tokens: str  # "target" | "all"
+    tokens: TapTokens  # which image-stream tokens to keep
     stop: str | None  # None (run to the end) | "block" | "step"
     keep_velocity: bool  # keep x_t and each pass's velocity at the tap step
     forwards: int = 0  # transformer calls started so far
@@ -84,7 +85,7 @@ class TapRecorder:
 
     def select(self, image_stream: torch.Tensor) -> torch.Tensor:
         """(B, N_img, C) image stream -> (B, h, w, C): target grid, or target rows then each condition image's."""
-        if self.tokens == "target":
+        if self.tokens == TapTokens.target:
             _, height, width = self._shapes[0]
             grid = image_stream[:, : height * width]
         else:
@@ -136,7 +137,7 @@ def hidden_state_tap(
     block: int,
     step: int,
     passes: int,
-    tokens: str = "target",
+    tokens: TapTokens = TapTokens.target,
     stop: str | None = "block",
     keep_velocity: bool = False,
 ) -> Iterator[TapRecorder]:
@@ -153,7 +154,8 @@ def hidden_state_tap(
         keep_velocity: record x_t and every pass's velocity at the tap step.
 
     Raises:
-        ConfigError: `block` out of range, or an invalid `stop` / `tokens`.
+        ConfigError: `block` out of range for the loaded transformer.
+        ValueError: an invalid `stop`.
     """
     blocks = pipe.transformer.transformer_blocks
     if not 0 <= block < len(blocks):
@@ -161,8 +163,6 @@ def hidden_state_tap(
                           f"(0-{len(blocks) - 1})")
     if stop not in STOPS:
         raise ValueError(f"stop must be one of {STOPS}, got {stop!r}")
-    if tokens not in ("target", "all"):
-        raise ConfigError(f"invalid value {tokens!r} for tap.tokens; expected one of: target, all")
     recorder = TapRecorder(block=block, step=step, passes=passes, tokens=tokens, stop=stop,
                            keep_velocity=keep_velocity)
     scheduler = pipe.scheduler

@@ -15,8 +15,7 @@ import cv2
 import numpy as np
 import torch
 
-from ..trellis2.mesh.grid_sample import VoxelIndex, grid_sample_3d
-from ..trellis2.representations import Asset3D
+from ..geometry import Asset3D, VoxelIndex, grid_sample_3d
 from .closest_point import ClosestPointQuery
 from .rasterize import rasterize_triangles
 from ..timing import timed

@@ -17,9 +17,8 @@ import numpy as np
 import pygltflib
 from PIL import Image
 
-from ..config import ExportConfig
-from ..errors import ConfigError
-from ..trellis2.representations import Asset3D
+from ..config import AlphaMode, ExportConfig, TextureFormat
+from ..geometry import Asset3D
 from .bake import SurfaceAttributes, bake_pbr_textures
 from .mesh_ops import decimate_asset, to_gltf_frame, vertex_normals
 from ..timing import timed
@@ -61,7 +60,6 @@ def to_glb(asset: Asset3D, cfg: ExportConfig, timings: Optional[dict[str, float]
     Returns:
         The .glb file content.
     """
-    _check_config(cfg)
     mesh = prepare_export_mesh(asset, cfg, timings)
     with timed(timings, "encode"):
         return write_glb(mesh, cfg)
@@ -131,20 +129,20 @@ def write_glb(mesh: ExportMesh, cfg: ExportConfig) -> bytes:
             metallicRoughnessTexture=pygltflib.TextureInfo(index=mr_tex),
         )
         alpha_mode = cfg.alpha_mode
-        if cfg.texture_format == "webp":
+        if cfg.texture_format == TextureFormat.webp:
             gltf.extensionsUsed = ["EXT_texture_webp"]
             gltf.extensionsRequired = ["EXT_texture_webp"]
     else:
         pbr = pygltflib.PbrMetallicRoughness(
             baseColorFactor=list(NEUTRAL_BASE_COLOR), metallicFactor=0.0, roughnessFactor=NEUTRAL_ROUGHNESS
         )
-        alpha_mode = "OPAQUE"  # no alpha to blend or mask
+        alpha_mode = AlphaMode.OPAQUE  # no alpha to blend or mask
     gltf.materials.append(
         pygltflib.Material(
             name="know3d_pbr",
             pbrMetallicRoughness=pbr,
-            alphaMode=alpha_mode,
-            alphaCutoff=0.5 if alpha_mode == "MASK" else None,
+            alphaMode=str(alpha_mode),
+            alphaCutoff=0.5 if alpha_mode == AlphaMode.MASK else None,
             doubleSided=bool(cfg.double_sided),
         )
     )
@@ -165,22 +163,24 @@ def write_glb(mesh: ExportMesh, cfg: ExportConfig) -> bytes:
     return b"".join(gltf.save_to_bytes())
 
 
-def encode_image(image: np.ndarray, texture_format: str) -> bytes:
+def encode_image(image: np.ndarray, texture_format: TextureFormat) -> bytes:
     """(H, W, 3|4) uint8 -> WebP (lossy, alpha lossless) or PNG bytes."""
     buffer = io.BytesIO()
     pil = Image.fromarray(np.ascontiguousarray(image))
-    if texture_format == "webp":
+    if texture_format == TextureFormat.webp:
         pil.save(buffer, format="WEBP", quality=WEBP_QUALITY, method=4)
     else:
         pil.save(buffer, format="PNG", compress_level=6)
     return buffer.getvalue()
 
 
-def _add_texture(gltf: pygltflib.GLTF2, builder: "_BufferBuilder", image: np.ndarray, texture_format: str) -> int:
+def _add_texture(
+    gltf: pygltflib.GLTF2, builder: "_BufferBuilder", image: np.ndarray, texture_format: TextureFormat
+) -> int:
     view = builder.view(gltf, encode_image(image, texture_format), target=None)
     gltf.images.append(pygltflib.Image(bufferView=view, mimeType=f"image/{texture_format}"))
     source = len(gltf.images) - 1
-    if texture_format == "webp":
+    if texture_format == TextureFormat.webp:
         texture = pygltflib.Texture(sampler=0, extensions={"EXT_texture_webp": {"source": source}})
     else:
         texture = pygltflib.Texture(sampler=0, source=source)
@@ -229,13 +229,6 @@ class _BufferBuilder:
     def blob(self) -> bytes:
         pad = (-self._length) % 4
         return b"".join(self._parts) + b"\x00" * pad
-
-
-def _check_config(cfg: ExportConfig) -> None:
-    if cfg.texture_format not in ("webp", "png"):
-        raise ConfigError(f"invalid value {cfg.texture_format!r} for export.texture_format; expected webp or png")
-    if cfg.alpha_mode not in ("OPAQUE", "BLEND", "MASK"):
-        raise ConfigError(f"invalid value {cfg.alpha_mode!r} for export.alpha_mode; expected OPAQUE, BLEND or MASK")
 
 
 __all__ = ["ExportMesh", "encode_image", "prepare_export_mesh", "to_glb", "write_glb"]

@@ -15,17 +15,14 @@ from typing import Optional
 import numpy as np
 import trimesh
 
-from ..config import ExportConfig
-from ..errors import ConfigError
-from ..trellis2.representations import Asset3D
+from ..config import ExportConfig, ExportFormat
+from ..geometry import Asset3D
 from .bake import SurfaceAttributes
 from .glb import to_glb
 from .mesh_ops import decimate_asset, to_gltf_frame, vertex_normals
 from ..timing import timed
 
 logger = logging.getLogger(__name__)
-
-FORMATS = ("glb", "obj", "ply")
 
 
 def to_trimesh(asset: Asset3D, cfg: ExportConfig, timings: Optional[dict[str, float]] = None) -> trimesh.Trimesh:
@@ -72,13 +69,10 @@ def encode_mesh(
         (file content, extension without the dot: "glb" | "obj" | "ply").
 
     Raises:
-        ConfigError: unknown format.
         GenerationError: the mesh is empty after clean-up.
     """
-    writers = {"glb": to_glb, "obj": to_obj, "ply": to_ply}
-    if cfg.format not in writers:
-        raise ConfigError(f"invalid value {cfg.format!r} for export.format; expected one of: {', '.join(FORMATS)}")
-    return writers[cfg.format](asset, cfg, timings), cfg.format
+    writers = {ExportFormat.glb: to_glb, ExportFormat.obj: to_obj, ExportFormat.ply: to_ply}
+    return writers[cfg.format](asset, cfg, timings), str(cfg.format)
 
 
-__all__ = ["FORMATS", "encode_mesh", "to_obj", "to_ply", "to_trimesh"]
+__all__ = ["encode_mesh", "to_obj", "to_ply", "to_trimesh"]

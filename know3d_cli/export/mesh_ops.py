@@ -11,7 +11,7 @@ from scipy.sparse.csgraph import connected_components
 
 from ..errors import GenerationError
 from ..timing import timed
-from ..trellis2.representations import Asset3D
+from ..geometry import Asset3D
 
 logger = logging.getLogger(__name__)
 

@@ -19,12 +19,11 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from ..config import PreprocessConfig
-from ..errors import CheckpointError, ConfigError, InputError, ModelMissingError
+from ..config import Background, PreprocessConfig
+from ..errors import CheckpointError, InputError, ModelMissingError
 
 logger = logging.getLogger(__name__)
 
-BACKGROUNDS = ("auto", "alpha", "threshold", "birefnet")
 BIREFNET_SIZE = 1024  # BiRefNet's square input side
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -57,18 +56,15 @@ def remove_background(
     Returns:
         (RGBA image of the same size, mask source "alpha" | "threshold" | "birefnet").
     """
-    if cfg.background not in BACKGROUNDS:
-        raise ConfigError(f"invalid value {cfg.background!r} for preprocess.background; "
-                          f"expected one of: {', '.join(BACKGROUNDS)}")
     if has_alpha(image):
-        if cfg.background in ("threshold", "birefnet"):
+        if cfg.background in (Background.threshold, Background.birefnet):
             logger.info("%s has transparency: using its alpha instead of %s", name, cfg.background)
         return image, "alpha"
-    if cfg.background == "alpha":
+    if cfg.background == Background.alpha:
         raise InputError(f"{name} has no transparency (alpha channel), but preprocess.background=alpha; "
                          "pass an RGBA image or use preprocess.background=auto")
     rgb = image.convert("RGB")
-    if cfg.background == "birefnet":
+    if cfg.background == Background.birefnet:
         masker = birefnet if birefnet is not None else BiRefNetMasker(_require_dir(birefnet_path))
         mask = masker(rgb)
         source = "birefnet"

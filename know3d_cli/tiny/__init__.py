@@ -13,19 +13,20 @@ from pathlib import Path
 from .adapter import write_tiny_adapter
 from .dinov3 import TINY_DINOV3_HIDDEN, write_tiny_dinov3
 from .editor import TINY_EDITOR_HIDDEN, write_tiny_editor
+from .marker import is_complete, mark_complete
 from .mllm import write_tiny_mllm
 from .trellis2 import write_tiny_trellis2
 
 logger = logging.getLogger(__name__)
 
 LAYOUT_VERSION = "2"  # 2: TRELLIS.2 encoders added
-_MARKER = f".complete-v{LAYOUT_VERSION}"
+SET_KIND = f"set-v{LAYOUT_VERSION}"  # completion-marker kind of the whole tiny set
 
 
 def build_tiny_models(root: Path, seed: int = 0) -> Path:
     """Write the complete tiny set under `root` (once; a marker file written last makes it idempotent)."""
     root = Path(root).expanduser()
-    if (root / _MARKER).is_file():
+    if is_complete(root, SET_KIND, seed):
         return root
     if root.exists():
         shutil.rmtree(root)  # a half-written set from an interrupted run
@@ -35,7 +36,7 @@ def build_tiny_models(root: Path, seed: int = 0) -> Path:
     write_tiny_dinov3(root / "dinov3", seed=seed)
     write_tiny_trellis2(root, seed=seed, cond_channels=TINY_DINOV3_HIDDEN)
     write_tiny_adapter(root / "adapter", ext_channels=TINY_EDITOR_HIDDEN, seed=seed)
-    (root / _MARKER).write_text("tiny random models for know3d tests and demo\n")
+    mark_complete(root, SET_KIND, seed)
     return root
 
 

@@ -12,8 +12,10 @@ from pathlib import Path
 
 import torch
 
-from ..trellis2.checkpoint import ADAPTER_STAGES, save_adapter
+from ..io import atomic_write
+from ..trellis2.checkpoint import save_adapter
 from ..trellis2.models.know3d_adapter import Know3dAdapter
+from ..trellis2.settings import AdapterStage
 from .marker import clear, is_complete, mark_complete
 from .trellis2 import TINY_MODEL_CHANNELS, TINY_NUM_BLOCKS, TINY_NUM_HEADS
 
@@ -37,7 +39,7 @@ def tiny_adapter(ext_channels: int, seed: int = 0) -> Know3dAdapter:
     )
     with torch.no_grad():
         for index in adapter.block_ids:
-            out = adapter.ext_attn(index).to_out
+            out = adapter.editor_attention(index).to_out
             out.weight.normal_(0.0, _OUT_STD)
             out.bias.normal_(0.0, _OUT_STD)
     return adapter.eval()
@@ -51,8 +53,9 @@ def write_tiny_adapter(path: Path, ext_channels: int, seed: int = 0) -> Path:
         return path
     clear(path)
     with torch.random.fork_rng(devices=[]):
-        for index, stage in enumerate(ADAPTER_STAGES):
-            save_adapter(tiny_adapter(ext_channels, seed * 10 + index), path, stage, dtype=torch.bfloat16)
+        for index, stage in enumerate(AdapterStage):
+            save_adapter(tiny_adapter(ext_channels, seed * 10 + index), path, stage, dtype=torch.bfloat16,
+                         write=atomic_write)
     mark_complete(path, kind, seed)
     logger.debug("wrote tiny adapter to %s", path)
     return path

@@ -25,7 +25,7 @@ from PIL import Image, ImageDraw
 from ..data.schema import CONDITIONS_FILE, DATASET_FILE, LATENTS_FILE, SAMPLE_FILE, SCHEMA_VERSION
 from ..io import atomic_write
 from ..mllm.prompt import P_VIEW
-from ..trellis2.checkpoint import load_model
+from ..trellis2.checkpoint import Precision, load_model
 from .dinov3 import TINY_DINOV3_HIDDEN, TINY_DINOV3_REGISTERS
 from .editor import TINY_EDITOR_HIDDEN
 from .trellis2 import RELEASED_PIPELINE_ARGS, SS_DECODER_DIR, SS_DECODER_NAME
@@ -75,7 +75,7 @@ def write_synthetic_dataset(
     path = Path(path)
     if path.exists():
         shutil.rmtree(path)
-    decoder = load_model(Path(tiny_root) / SS_DECODER_DIR / "ckpts" / SS_DECODER_NAME, precision="fp32")
+    decoder = load_model(Path(tiny_root) / SS_DECODER_DIR / "ckpts" / SS_DECODER_NAME, precision=Precision.fp32)
     norms = {name: RELEASED_PIPELINE_ARGS[f"{name}_slat_normalization"] for name in ("shape", "tex")}
     generator = torch.Generator().manual_seed(seed)
     index_lines = []

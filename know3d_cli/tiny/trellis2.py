@@ -230,7 +230,7 @@ def _write_dit(trellis_dir: Path, role: str, cond_channels: int, seed: int) -> N
         for param_name, param in model.named_parameters():
             if param_name.endswith("bias") and not param.any():
                 param.normal_(0.0, 0.02)
-    save_checkpoint(model, trellis_dir / "ckpts" / name, cls.__name__, args, dtype=torch.bfloat16)
+    save_checkpoint(model, trellis_dir / "ckpts" / name, cls.__name__, args, dtype=torch.bfloat16, write=atomic_write)
 
 
 # ------------------------------------------------------------------------------------------- SC-VAE decoders
@@ -258,7 +258,7 @@ def _write_sc_vae_decoder(trellis_dir: Path, shape: bool, seed: int) -> None:
     model.convert_to_fp32()
     if shape:
         _calibrate_subdivision(model, TINY_SUBDIVIDED, torch.Generator().manual_seed(seed))
-    save_checkpoint(model, trellis_dir / "ckpts" / name, cls.__name__, args, dtype=torch.float16)
+    save_checkpoint(model, trellis_dir / "ckpts" / name, cls.__name__, args, dtype=torch.float16, write=atomic_write)
 
 
 @torch.no_grad()
@@ -307,7 +307,7 @@ def _write_sc_vae_encoder(trellis_dir: Path, shape: bool, seed: int) -> None:
     model.convert_to_fp16()  # round to the stored precision first, so the calibration sees the saved weights
     model.convert_to_fp32()
     _calibrate_posterior(model, shape)
-    save_checkpoint(model, trellis_dir / "ckpts" / name, cls.__name__, args, dtype=torch.float16)
+    save_checkpoint(model, trellis_dir / "ckpts" / name, cls.__name__, args, dtype=torch.float16, write=atomic_write)
 
 
 def sphere_dual_grid(resolution: int = 64, radius: float = 30.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -383,7 +383,8 @@ def _write_ss_encoder(ss_dir: Path, seed: int) -> None:
     torch.manual_seed(seed)
     encoder = SparseStructureEncoder(**ss_encoder_args())
     encoder.convert_to_fp16()  # block convs fp16, input/output layers and norms fp32, as released
-    save_checkpoint(encoder, ss_dir / "ckpts" / SS_ENCODER_NAME, "SparseStructureEncoder", ss_encoder_args())
+    save_checkpoint(encoder, ss_dir / "ckpts" / SS_ENCODER_NAME, "SparseStructureEncoder", ss_encoder_args(),
+                    write=atomic_write)
 
 
 # ------------------------------------------------------------------------------------ sparse-structure decoder
@@ -417,7 +418,8 @@ def tiny_ss_decoder(seed: int = 0, occupancy: float = TINY_SS_OCCUPANCY) -> Spar
 def _write_ss_decoder(ss_dir: Path, seed: int) -> None:
     decoder = tiny_ss_decoder(seed)
     decoder.convert_to_fp16()
-    save_checkpoint(decoder, ss_dir / "ckpts" / SS_DECODER_NAME, "SparseStructureDecoder", ss_decoder_args())
+    save_checkpoint(decoder, ss_dir / "ckpts" / SS_DECODER_NAME, "SparseStructureDecoder", ss_decoder_args(),
+                    write=atomic_write)
 
 
 _ANCHOR = 30.0  # magnitude of the constant anchor channels (>> the signal, ~1)

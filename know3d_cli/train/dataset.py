@@ -100,7 +100,7 @@ class TrainingDataset(torch.utils.data.Dataset):
         entry = self.entries[index]
         conditions = _read_tensors(entry.dir / CONDITIONS_FILE,
                                    [self.dino_name] + (["hdit"] if self.need_hdit else []))
-        if self.stage == TrainStage.SS:
+        if self.stage == TrainStage.ss:
             latent, coords = _read_tensors(entry.dir / LATENTS_FILE, ["ss_latent"])["ss_latent"].float(), None
         else:
             tensors = _read_tensors(entry.dir / LATENTS_FILE, ["shape_coords", "shape_feats"])

@@ -33,7 +33,7 @@ from ..config import EditorConfig, Know3dConfig
 from ..errors import BackendUnavailable, ConfigError, InputError
 from ..io import atomic_write, ensure_writable_dir
 from ..runtime import resolve_runtime
-from ..train_config import TrainStage
+from ..train_config import MixedPrecision, TrainStage
 from .data_order import DataOrder, seed_sequence
 from .dataset import IndexEntry, TrainingDataset
 
@@ -81,7 +81,7 @@ def train_editor_lora(cfg: Know3dConfig, emit: Callable[[dict[str, Any]], None] 
         raise BackendUnavailable("know3d train editor-lora needs `peft`: pip install 'know3d[train]'") from exc
     from diffusers.training_utils import cast_training_params
 
-    pairs = TrainingDataset(tcfg.dataset, TrainStage.SS, need_hdit=False).entries
+    pairs = TrainingDataset(tcfg.dataset, TrainStage.ss, need_hdit=False).entries
     runtime = resolve_runtime(cfg.runtime)
     if pipe is None:
         from ..editor import load_editor
@@ -102,7 +102,7 @@ def train_editor_lora(cfg: Know3dConfig, emit: Callable[[dict[str, Any]], None] 
     objective = EditFlowMatching.for_pipeline(pipe, lcfg.weighting_scheme, lcfg.logit_mean, lcfg.logit_std,
                                               lcfg.mode_scale)
     out_dir = ensure_writable_dir(Path(lcfg.output).expanduser())
-    use_bf16 = runtime.is_cuda and tcfg.mixed_precision != "fp32"
+    use_bf16 = runtime.is_cuda and tcfg.mixed_precision != MixedPrecision.fp32
     order = DataOrder(len(pairs), tcfg.seed)
     cache: dict[tuple[int, int], EncodedEdit] = {}
     losses: list[float] = []

@@ -15,10 +15,10 @@ from pathlib import Path
 import torch
 
 from ..errors import CheckpointError
-from ..io import ensure_writable_dir
-from ..trellis2.checkpoint import load_adapter, load_model, model_classes
+from ..io import atomic_write, ensure_writable_dir
+from ..trellis2.checkpoint import Precision, load_adapter, load_model, model_classes
 from .checkpoint import load_training_checkpoint, resolve_checkpoint
-from .models import Know3dAdapter, save_adapter, save_checkpoint
+from .models import AdapterStage, Know3dAdapter, save_adapter, save_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -63,10 +63,14 @@ def _export_adapter(identity: dict, tensors: dict[str, torch.Tensor], out: Path)
         adapter.load_state_dict(_strip(tensors, ADAPTER_PREFIX, "adapter checkpoint"), strict=True)
     except RuntimeError as exc:
         raise CheckpointError(f"the checkpoint's adapter tensors do not fit its recorded arguments: {exc}") from exc
-    stage_file = identity["adapter_file"]
-    save_adapter(adapter, out, stage_file)
-    load_adapter(out, stage_file)  # strict round trip, as inference will load it
-    return [out / f"{stage_file}.json", out / f"{stage_file}.safetensors"]
+    try:
+        stage = AdapterStage(identity["adapter_file"])
+    except ValueError:
+        raise CheckpointError(f"the checkpoint records an unknown adapter file {identity['adapter_file']!r}; "
+                              f"expected one of: {', '.join(AdapterStage.values())}") from None
+    save_adapter(adapter, out, stage, write=atomic_write)
+    load_adapter(out, stage)  # strict round trip, as inference will load it
+    return [out / f"{stage.value}.json", out / f"{stage.value}.safetensors"]
 
 
 def _export_flow(identity: dict, tensors: dict[str, torch.Tensor], out: Path) -> list[Path]:
@@ -81,8 +85,8 @@ def _export_flow(identity: dict, tensors: dict[str, torch.Tensor], out: Path) ->
         raise CheckpointError(f"the checkpoint's flow tensors do not fit its recorded arguments: {exc}") from exc
     stem = out / "ckpts" / flow_info["name"]
     args = {**flow_info["args"], "dtype": "bfloat16"}
-    save_checkpoint(flow, stem, flow_info["class"], args, dtype=torch.bfloat16)
-    load_model(stem, precision="fp32")  # strict round trip
+    save_checkpoint(flow, stem, flow_info["class"], args, dtype=torch.bfloat16, write=atomic_write)
+    load_model(stem, precision=Precision.fp32)  # strict round trip
     return [Path(f"{stem}.json"), Path(f"{stem}.safetensors")]
 
 

@@ -45,7 +45,7 @@ class FlowMatching:
 
     def sample_t(self, generator: torch.Generator) -> float:
         """One training time in (0, 1) from `generator`."""
-        if self.schedule == TimeSchedule.UNIFORM:
+        if self.schedule == TimeSchedule.uniform:
             return float(torch.rand(1, generator=generator))
         return float(torch.sigmoid(torch.randn(1, generator=generator) * self.std + self.mean))
 

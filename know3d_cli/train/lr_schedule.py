@@ -11,11 +11,11 @@ def lr_factor(step: int, total_steps: int, warmup_steps: int, decay: LrDecay, mi
     """Multiplier of the peak learning rate for optimiser step `step` (0-based)."""
     if warmup_steps > 0 and step < warmup_steps:
         return (step + 1) / warmup_steps
-    if decay == LrDecay.CONSTANT:
+    if decay == LrDecay.constant:
         return 1.0
     span = max(total_steps - warmup_steps, 1)
     progress = min(max((step - warmup_steps) / span, 0.0), 1.0)
-    if decay == LrDecay.COSINE:
+    if decay == LrDecay.cosine:
         shape = 0.5 * (1.0 + math.cos(math.pi * progress))
     else:
         shape = 1.0 - progress

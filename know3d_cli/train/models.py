@@ -16,11 +16,12 @@ import torch
 from torch import nn
 
 from .. import hub
-from ..config import Know3dConfig, SamplerConfig
+from ..config import Know3dConfig
 from ..errors import ConfigError
 from ..train_config import NewAdapterConfig, TrainStage
 from ..trellis2.cascade import LatentNormalization
 from ..trellis2.checkpoint import (
+    Precision,
     build_model,
     load_adapter,
     load_model,
@@ -29,32 +30,35 @@ from ..trellis2.checkpoint import (
     save_adapter,
     save_checkpoint,
 )
-from ..trellis2.models.know3d_adapter import ExtCondition, Know3dAdapter
-from ..trellis2.nn.attention import set_attention_backend
-from ..trellis2.nn.transformer_block import ExtHook
+from ..trellis2.models.know3d_adapter import EditorCondition, Know3dAdapter
+from ..trellis2.nn.attention import AttentionBackend, set_attention_backend
+from ..trellis2.nn.modulated_block import EditorHook
 from ..trellis2.pipeline_spec import PipelineSpec, read_pipeline_json
 from ..trellis2.sampler import MODEL_TIME_SCALE, SamplerSettings, sample
+from ..trellis2.settings import AdapterStage, SamplerOverrides
 from ..trellis2.sparse.tensor import SparseTensor
 
 logger = logging.getLogger(__name__)
 
 # stage -> pipeline.json role of the flow it trains
 FLOW_ROLES = {
-    TrainStage.SS: "sparse_structure_flow_model",
-    TrainStage.SHAPE_512: "shape_slat_flow_model_512",
-    TrainStage.SHAPE_1024: "shape_slat_flow_model_1024",
+    TrainStage.ss: "sparse_structure_flow_model",
+    TrainStage.shape_512: "shape_slat_flow_model_512",
+    TrainStage.shape_1024: "shape_slat_flow_model_1024",
 }
 # stage -> file stem of its adapter pair (both shape flows share the shape adapter), and its sampler in pipeline.json
-ADAPTER_FILES = {TrainStage.SS: "ss", TrainStage.SHAPE_512: "shape", TrainStage.SHAPE_1024: "shape"}
+ADAPTER_FILES = {TrainStage.ss: AdapterStage.ss, TrainStage.shape_512: AdapterStage.shape,
+                 TrainStage.shape_1024: AdapterStage.shape}
 # stage -> the DINOv3 tokens it is conditioned on (dataset tensor name)
-DINO_TENSORS = {TrainStage.SS: "dino_512", TrainStage.SHAPE_512: "dino_512", TrainStage.SHAPE_1024: "dino_1024"}
+DINO_TENSORS = {TrainStage.ss: "dino_512", TrainStage.shape_512: "dino_512", TrainStage.shape_1024: "dino_1024"}
 # shape stages -> O-Voxel resolution of their latents (latent grid = resolution / 16)
-SHAPE_RESOLUTIONS = {TrainStage.SHAPE_512: 512, TrainStage.SHAPE_1024: 1024}
+SHAPE_RESOLUTIONS = {TrainStage.shape_512: 512, TrainStage.shape_1024: 1024}
 
 __all__ = [
-    "ADAPTER_FILES", "DINO_TENSORS", "FLOW_ROLES", "MODEL_TIME_SCALE", "SHAPE_RESOLUTIONS", "ExtCondition", "ExtHook",
-    "FlowCheckpoint", "Know3dAdapter", "LatentNormalization", "SamplerSettings", "SparseTensor", "TrellisFolder", "build_adapter",
-    "load_adapter", "open_trellis", "sample", "save_adapter", "save_checkpoint",
+    "ADAPTER_FILES", "DINO_TENSORS", "FLOW_ROLES", "MODEL_TIME_SCALE", "SHAPE_RESOLUTIONS", "AdapterStage",
+    "EditorCondition", "EditorHook", "FlowCheckpoint", "Know3dAdapter", "LatentNormalization", "Precision",
+    "SamplerSettings", "SparseTensor", "TrellisFolder", "build_adapter", "load_adapter", "open_trellis", "sample",
+    "save_adapter", "save_checkpoint",
 ]
 
 
@@ -94,24 +98,21 @@ class TrellisFolder:
             with torch.device(device):
                 flow = build_model(read_checkpoint_json(stem))
             return flow.apply_precision_policy(torch.float32)
-        return load_model(stem, device=device, precision="reference" if reference_precision else "fp32")
+        precision = Precision.reference if reference_precision else Precision.fp32
+        return load_model(stem, device=device, precision=precision)
 
     def load_decoder(self, role: str, device: torch.device) -> nn.Module:
         """A decoder for previews (`sparse_structure_decoder`, `shape_slat_decoder`), fp32."""
-        return load_model(self.stem(role), device=device, precision="fp32")
+        return load_model(self.stem(role), device=device, precision=Precision.fp32)
 
     def shape_normalization(self) -> LatentNormalization:
-        norm = self.spec.shape_slat_normalization
-        return LatentNormalization(torch.tensor(norm.mean), torch.tensor(norm.std))
+        return LatentNormalization.from_spec(self.spec.shape_slat_normalization)
 
-    def sampler(self, stage: TrainStage, overrides: SamplerConfig, steps: int | None) -> SamplerSettings:
+    def sampler(self, stage: TrainStage, overrides: SamplerOverrides, steps: int | None) -> SamplerSettings:
         """The stage's `pipeline.json` sampler with the non-null `trellis2.<ss|shape>.*` overrides and `steps`."""
-        settings = self.spec.sparse_structure_sampler if stage == TrainStage.SS else self.spec.shape_slat_sampler
-        changes = {key: getattr(overrides, key) for key in ("steps", "guidance_strength", "guidance_rescale",
-                                                            "rescale_t") if getattr(overrides, key) is not None}
-        if steps is not None:
-            changes["steps"] = steps
-        return replace(settings, **changes)
+        settings = self.spec.sparse_structure_sampler if stage == TrainStage.ss else self.spec.shape_slat_sampler
+        settings = overrides.apply(settings)
+        return settings if steps is None else replace(settings, steps=steps)
 
 
 def open_trellis(cfg: Know3dConfig) -> TrellisFolder:
@@ -121,14 +122,15 @@ def open_trellis(cfg: Know3dConfig) -> TrellisFolder:
     return TrellisFolder(read_pipeline_json(trellis_dir), trellis_dir, ss_decoder_dir)
 
 
-def build_adapter(flow: nn.Module, ext_channels: int, cfg: NewAdapterConfig, attention: str = "auto") -> Know3dAdapter:
+def build_adapter(flow: nn.Module, ext_channels: int, cfg: NewAdapterConfig,
+                  attention: AttentionBackend = AttentionBackend.auto) -> Know3dAdapter:
     """A fresh zero-initialised adapter for `flow` (or the one in `cfg.init`), fp32 on the flow's device."""
     device = flow.input_layer.weight.device
     if cfg.init is not None:
         stem_dir = Path(cfg.init).expanduser()
         adapter = None
-        for stage_file in ("ss", "shape", "tex"):
-            if (stem_dir / f"{stage_file}.json").is_file():
+        for stage_file in AdapterStage:
+            if (stem_dir / f"{stage_file.value}.json").is_file():
                 adapter = load_adapter(stem_dir, stage_file, device=device, dtype=torch.float32)
                 break
         if adapter is None:

@@ -3,7 +3,7 @@
 Tensor in, tensor out (sparse latents travel as feats + coords), so DDP/FSDP hooks see plain tensors. With an
 adapter, the flow is frozen and only the adapter trains; otherwise the flow trains. Gradient checkpointing
 recomputes each flow block in the backward pass. The adapter's per-block keys/values of the editor tokens are
-computed inside each block (`PerBlockExtCondition`), so checkpointing recomputes them too instead of keeping all
+computed inside each block (`PerBlockEditorCondition`), so checkpointing recomputes them too instead of keeping all
 blocks' keys/values alive for the backward pass (inference prepares them once for every sampler step instead).
 """
 
@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from .models import ExtCondition, ExtHook, Know3dAdapter, SparseTensor
+from .models import EditorCondition, EditorHook, Know3dAdapter, SparseTensor
 
 logger = logging.getLogger(__name__)
 
@@ -71,29 +71,31 @@ class FlowTrainingModule(nn.Module):
         Returns:
             The velocity, same shape as x_t.
         """
-        ext = None
+        editor = None
         if self.adapter is not None:
             if ext_tokens is None:
                 raise ValueError("an adapter is being trained but no editor tokens were given")
-            ext = PerBlockExtCondition(self.adapter, ext_tokens)
+            editor = PerBlockEditorCondition(self.adapter, ext_tokens)
         if coords is None:
-            return self.flow(x_t, t_model, cond, ext=ext)
-        return self.flow(SparseTensor(x_t, coords), t_model, cond, ext=ext).feats
+            return self.flow(x_t, t_model, cond, editor=editor)
+        return self.flow(SparseTensor(x_t, coords), t_model, cond, editor=editor).feats
 
 
-class PerBlockExtCondition:
-    """A flow's `ext` argument that projects the editor tokens once and prepares each adapted block's keys/values
-    inside that block's forward (same values as `Know3dAdapter.condition`, different memory life)."""
+class PerBlockEditorCondition:
+    """A flow's `editor` argument (`EditorConditioning`) that projects the editor tokens once and prepares each
+    adapted block's keys/values inside that block's forward (same values as `Know3dAdapter.condition`, different
+    memory life)."""
 
     def __init__(self, adapter: Know3dAdapter, tokens: torch.Tensor):
         self.adapter = adapter
         self.tokens = adapter.project(tokens)  # (B, T, proj_channels)
 
-    def check(self, model: nn.Module, batch_size: int) -> None:
-        ExtCondition(adapter=self.adapter, tokens=self.tokens, contexts={}).check(model, batch_size)
+    def check(self, model_channels: int, num_blocks: int, batch_size: int) -> None:
+        EditorCondition(adapter=self.adapter, tokens=self.tokens, contexts={}).check(model_channels, num_blocks,
+                                                                                      batch_size)
 
-    def hook(self, block_index: int) -> ExtHook | None:
-        layer = self.adapter.ext_attn(block_index)
+    def hook(self, block_index: int) -> EditorHook | None:
+        layer = self.adapter.editor_attention(block_index)
         if layer is None:
             return None
         return lambda x, layout: layer(x, layer.prepare(self.tokens), layout)
@@ -112,4 +114,4 @@ def enable_block_checkpointing(block: nn.Module) -> None:
     block.forward = checkpointed
 
 
-__all__ = ["FlowTrainingModule", "PerBlockExtCondition", "enable_block_checkpointing"]
+__all__ = ["FlowTrainingModule", "PerBlockEditorCondition", "enable_block_checkpointing"]

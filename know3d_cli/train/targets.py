@@ -57,8 +57,8 @@ def _adapter_module(cfg: Know3dConfig, folder: TrellisFolder, stage: TrainStage,
 
 
 BUILDERS: dict[Trainable, Callable[..., FlowTrainingModule]] = {
-    Trainable.ADAPTER: _adapter_module,
-    Trainable.FLOW: _flow_module,
+    Trainable.adapter: _adapter_module,
+    Trainable.flow: _flow_module,
 }
 
 

@@ -96,9 +96,9 @@ class Trainer:
         if device.type == "cuda" and device.index is not None and "LOCAL_RANK" not in os.environ:
             torch.cuda.set_device(device)  # one process on the requested GPU; launchers assign one per process
         precision = MixedPrecision(tcfg.mixed_precision)
-        self.bf16 = precision == MixedPrecision.BF16 or (precision == MixedPrecision.AUTO and not on_cpu)
+        self.bf16 = precision == MixedPrecision.bf16 or (precision == MixedPrecision.auto and not on_cpu)
         plugins: dict[str, Any] = {}
-        if Distributed(tcfg.distributed) == Distributed.FSDP:
+        if Distributed(tcfg.distributed) == Distributed.fsdp:
             from accelerate.utils import FullyShardedDataParallelPlugin
 
             plugins["fsdp_plugin"] = FullyShardedDataParallelPlugin(
@@ -121,9 +121,9 @@ class Trainer:
         self.objective = FlowMatching.from_config(tcfg.sigma_min, tcfg.t_schedule)
 
         self.folder = open_trellis(cfg)
-        self.normalization = self.folder.shape_normalization() if self.stage != TrainStage.SS else None
+        self.normalization = self.folder.shape_normalization() if self.stage != TrainStage.ss else None
         self.dataset = TrainingDataset(tcfg.dataset, self.stage, self.normalization,
-                                       need_hdit=self.kind == Trainable.ADAPTER, max_tokens=tcfg.max_tokens)
+                                       need_hdit=self.kind == Trainable.adapter, max_tokens=tcfg.max_tokens)
         first = self.dataset.load(0)
         ext_channels = int(first.hdit.shape[-1]) if first.hdit is not None else None
         set_seed(tcfg.seed)  # the random initial weights (adapter projections, flows from scratch)
@@ -139,10 +139,10 @@ class Trainer:
         self.order = DataOrder(len(self.dataset), tcfg.seed)
         self.preview = None
         if self.main and tcfg.validation.every > 0:
-            if Distributed(tcfg.distributed) == Distributed.FSDP:
+            if Distributed(tcfg.distributed) == Distributed.fsdp:
                 logger.warning("validation previews are skipped with train.distributed=fsdp (sharded weights)")
             else:
-                settings = self.folder.sampler(self.stage, cfg.trellis2.ss if self.stage == TrainStage.SS
+                settings = self.folder.sampler(self.stage, cfg.trellis2.ss if self.stage == TrainStage.ss
                                                else cfg.trellis2.shape, tcfg.validation.steps)
                 self.preview = ValidationPreview(self.folder, self.stage, self.dataset, tcfg.validation.samples,
                                                  settings, self.normalization, self.device, tcfg.seed)

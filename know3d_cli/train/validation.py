@@ -59,9 +59,9 @@ class ValidationPreview:
         self.normalization = normalization
         self.device = device
         self.seed = seed
-        role = "sparse_structure_decoder" if stage == TrainStage.SS else "shape_slat_decoder"
+        role = "sparse_structure_decoder" if stage == TrainStage.ss else "shape_slat_decoder"
         self.decoder = folder.load_decoder(role, device)
-        if stage != TrainStage.SS:
+        if stage != TrainStage.ss:
             self.decoder.set_resolution(SHAPE_RESOLUTIONS[stage])
 
     @torch.no_grad()
@@ -79,7 +79,7 @@ class ValidationPreview:
                     coords, resolution = self._sample_and_decode(module, item, index)
                 rows.append([*front_and_back(truth, SS_GRID, size=PICTURE_SIDE),
                              *front_and_back(coords, resolution, size=PICTURE_SIDE)])
-                if self.stage == TrainStage.SS:
+                if self.stage == TrainStage.ss:
                     ious.append(occupancy_iou(coords, truth, SS_GRID))
         finally:
             module.train(was_training)
@@ -99,7 +99,7 @@ class ValidationPreview:
         cond = item.dino[None].to(self.device)
         ext = item.hdit[:1].to(self.device) if (item.hdit is not None and module.adapter is not None) else None
         negative = (torch.zeros_like(cond), None if ext is None else torch.zeros_like(ext))
-        if self.stage == TrainStage.SS:
+        if self.stage == TrainStage.ss:
             noise = torch.randn(1, *item.latent.shape, generator=generator).to(self.device)
 
             def velocity(x, t, c):
@@ -112,7 +112,7 @@ class ValidationPreview:
                 return x.replace(module(x.feats, t, c[0], c[1], coords=x.coords).float())
 
         latent = sample(velocity, noise, [(cond, ext)], negative, self.settings).x
-        if self.stage == TrainStage.SS:
+        if self.stage == TrainStage.ss:
             logits = self.decoder(latent.float())[0, 0]
             return torch.argwhere(logits > 0).cpu().numpy(), SS_GRID
         feats = self.normalization.denormalize(latent.feats.float()) if self.normalization is not None else latent.feats

@@ -3,25 +3,29 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 
-# pipeline_type -> (sparse-structure grid, final voxel resolution, cascade?)
-PIPELINE_TYPES: dict[str, tuple[int, int, bool]] = {
-    "512": (32, 512, False),
-    "1024": (64, 1024, False),
-    "1024_cascade": (32, 1024, True),
-    "1536_cascade": (32, 1536, True),
-}
+if TYPE_CHECKING:
+    from .pipeline_spec import NormalizationSpec
+
 LATENT_DOWNSAMPLE = 16  # the SC-VAE latent grid is 1/16 of the voxel resolution
 HR_RESOLUTION_STEP = 128  # the token cap lowers 1536 in steps of this
 
 
 @dataclass(frozen=True)
 class LatentNormalization:
+    """Per-channel statistics a flow's structured latent is normalised with: the flow works on `(z - mean) / std`."""
+
     mean: torch.Tensor  # (C,)
     std: torch.Tensor  # (C,)
+
+    @classmethod
+    def from_spec(cls, spec: NormalizationSpec) -> LatentNormalization:
+        """From `pipeline.json`'s `{"mean", "std"}` entry."""
+        return cls(torch.tensor(spec.mean), torch.tensor(spec.std))
 
     def normalize(self, feats: torch.Tensor) -> torch.Tensor:
         return (feats - self.mean.to(feats)) / self.std.to(feats)
@@ -52,13 +56,19 @@ def quantize_coords(coords: torch.Tensor, from_res: int, to_latent_grid: int) ->
     return torch.unique(torch.cat([coords[:, :1], xyz], dim=1), dim=0)
 
 
-def cap_resolution(coords: torch.Tensor, from_res: int, hr_res: int, max_tokens: int) -> tuple[torch.Tensor, int]:
+def cap_resolution(
+    coords: torch.Tensor, from_res: int, hr_res: int, max_tokens: int
+) -> tuple[torch.Tensor, int, int]:
     """Quantise to the HR latent grid, lowering `hr_res` in steps of 128 while the tokens reach the cap.
 
     1024 is never lowered (only resolutions above it are), as in the reference.
+
+    Returns:
+        (HR coords (N, 4), the resolution used, the token count at the requested `hr_res`).
     """
     hr_coords = quantize_coords(coords, from_res, hr_res // LATENT_DOWNSAMPLE)
+    requested_tokens = int(hr_coords.shape[0])
     while hr_coords.shape[0] >= max_tokens and hr_res > 1024:
         hr_res -= HR_RESOLUTION_STEP
         hr_coords = quantize_coords(coords, from_res, hr_res // LATENT_DOWNSAMPLE)
-    return hr_coords, hr_res
+    return hr_coords, hr_res, requested_tokens

@@ -20,20 +20,20 @@ import logging
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from ..errors import CheckpointError, ConfigError, Know3dError, ModelMissingError
-from ..io import atomic_write
+from ..errors import CheckpointError, Know3dError, ModelMissingError
+from .settings import AdapterStage
 
 logger = logging.getLogger(__name__)
 
-PRECISIONS = ("reference", "fp32")
-ADAPTER_STAGES = ("ss", "shape", "tex")  # file stems of the adapter pairs inside an adapter directory
 _SHOWN = 5  # keys listed in a mismatch message
+Writer = Callable[[Path, bytes], object]  # write(path, data): how checkpoint files reach the disk
 
 # safetensors header dtype names -> torch dtypes (the ones TRELLIS.2 files use, plus the usual others)
 _FILE_DTYPES = {
@@ -155,14 +155,23 @@ def build_model(config: CheckpointConfig, classes: Mapping[str, type[nn.Module]]
 
 
 # ------------------------------------------------------------------------------------------------- loading
-def load_model(stem: Path, *, device: torch.device | str = "cpu", precision: str = "reference") -> nn.Module:
+class Precision(Enum):
+    """How a network's parameters are stored for inference."""
+
+    reference = "reference"  # the reference mixed precision (spec 2.2), meant for GPUs
+    fp32 = "fp32"  # every parameter in fp32 (exact; the CPU default)
+
+
+def load_model(
+    stem: Path, *, device: torch.device | str = "cpu", precision: Precision = Precision.reference
+) -> nn.Module:
     """Build and load one released (or tiny) checkpoint strictly.
 
     Args:
         stem: checkpoint path without extension (`.../ckpts/ss_flow_img_dit_1_3B_64_bf16`).
         device: where the parameters are created.
-        precision: "reference" = the reference mixed precision (spec 2.2: DiT block Linears in the json `dtype`,
-            decoder block convs in fp16 when `use_fp16`, everything else fp32; meant for GPUs), or "fp32".
+        precision: `reference` = the reference mixed precision (spec 2.2: DiT block Linears in the json `dtype`,
+            decoder block convs in fp16 when `use_fp16`, everything else fp32; meant for GPUs), or `fp32`.
 
     Returns:
         The network in eval mode.
@@ -175,22 +184,20 @@ def load_model(stem: Path, *, device: torch.device | str = "cpu", precision: str
         model, config, header, precision))
 
 
-def adapter_stem(directory: Path, stage: str) -> Path:
+def adapter_stem(directory: Path, stage: AdapterStage) -> Path:
     """`directory/<stage>`: the adapter pair of one TRELLIS.2 stage, without extension."""
-    if stage not in ADAPTER_STAGES:
-        raise ConfigError(f"unknown adapter stage {stage!r}; expected one of {', '.join(ADAPTER_STAGES)}")
-    return Path(directory) / stage
+    return Path(directory) / stage.value
 
 
 def load_adapter(
-    directory: Path, stage: str, *, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
+    directory: Path, stage: AdapterStage, *, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
 ) -> nn.Module:
     """Load `directory/<stage>.{json,safetensors}` strictly.
 
     `dtype` is the dtype of the adapter's attention Linears (that of the flow model blocks it plugs into); the
     projector, norms and gammas stay fp32 (`Know3dAdapter.apply_precision_policy`).
     """
-    stem = adapter_stem(Path(directory), stage)  # an unknown stage is a config error, whatever is on disk
+    stem = adapter_stem(Path(directory), stage)
     if not stem.parent.is_dir():
         raise ModelMissingError(f"adapter directory {stem.parent} not found")
 
@@ -284,14 +291,12 @@ def _materialise_buffers(model: nn.Module, device: torch.device, config: Checkpo
 
 
 def _apply_precision(
-    model: nn.Module, config: CheckpointConfig, stored: Mapping[str, _Stored], precision: str
+    model: nn.Module, config: CheckpointConfig, stored: Mapping[str, _Stored], precision: Precision
 ) -> None:
     """Set parameter dtypes (on the still-empty model) per the requested policy."""
-    if precision not in PRECISIONS:
-        raise ConfigError(f"precision={precision!r}; expected one of {', '.join(PRECISIONS)}")
     if hasattr(model, "apply_precision_policy"):  # flow transformers
         dtype = torch.float32
-        if precision == "reference":
+        if precision is Precision.reference:
             dtype = model.reference_dtype
             if "dtype" not in config.args:
                 dtype = _stored_blocks_dtype(stored, default=dtype)
@@ -299,7 +304,7 @@ def _apply_precision(
         model.apply_precision_policy(dtype)
     elif hasattr(model, "convert_to_fp16"):  # SC-VAE and sparse-structure decoders
         model.float()
-        if precision == "reference" and getattr(model, "use_fp16", False):
+        if precision is Precision.reference and getattr(model, "use_fp16", False):
             model.convert_to_fp16()
     else:
         raise CheckpointError(f"{config.name} exposes no precision policy (apply_precision_policy / convert_to_fp16)")
@@ -316,10 +321,24 @@ def _stored_blocks_dtype(stored: Mapping[str, _Stored], default: torch.dtype) ->
 
 
 # ------------------------------------------------------------------------------------------------- saving
+def write_file(path: Path, data: bytes) -> None:
+    """The default `Writer`: create the folder, write the bytes."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+
+
 def save_checkpoint(
-    model: nn.Module, stem: Path, name: str, args: Mapping[str, Any], dtype: torch.dtype | None = None
+    model: nn.Module,
+    stem: Path,
+    name: str,
+    args: Mapping[str, Any],
+    dtype: torch.dtype | None = None,
+    write: Writer = write_file,
 ) -> Path:
-    """Write `<stem>.json` (`{"name", "args"}`) and `<stem>.safetensors` (the state_dict) atomically.
+    """Write `<stem>.safetensors` (the state_dict), then `<stem>.json` (`{"name", "args"}`).
+
+    The json goes last, so an interrupted save leaves a checkpoint that is missing rather than torn; pass an atomic
+    `write` (the app's `io.atomic_write`) to never leave a partial file at all.
 
     Args:
         model: the network; its persistent state_dict is saved.
@@ -328,6 +347,7 @@ def save_checkpoint(
         args: the constructor arguments recorded in the json (must rebuild `model`).
         dtype: cast every floating tensor to this dtype (the released DiTs are all bf16, the SC-VAE decoders all
             fp16); None keeps each tensor's own dtype (the sparse-structure decoder's fp16/fp32 mix).
+        write: `write(path, data)` for each file.
 
     Returns:
         `stem`.
@@ -341,23 +361,29 @@ def save_checkpoint(
         if dtype is not None and tensor.is_floating_point():
             tensor = tensor.to(dtype)
         tensors[key] = tensor.contiguous()
-    atomic_write(weights_path(stem), save(tensors))
-    atomic_write(json_path(stem), (json.dumps({"name": name, "args": dict(args)}, indent=4) + "\n").encode())
+    write(weights_path(stem), save(tensors))
+    write(json_path(stem), (json.dumps({"name": name, "args": dict(args)}, indent=4) + "\n").encode())
     logger.debug("wrote checkpoint %s (%s, %d tensors)", stem, name, len(tensors))
     return stem
 
 
-def save_adapter(adapter: nn.Module, directory: Path, stage: str, dtype: torch.dtype | None = None) -> Path:
+def save_adapter(
+    adapter: nn.Module,
+    directory: Path,
+    stage: AdapterStage,
+    dtype: torch.dtype | None = None,
+    write: Writer = write_file,
+) -> Path:
     """Write `directory/<stage>.{json,safetensors}`, json args = `adapter.config()`. Returns `directory`."""
     directory = Path(directory)
-    save_checkpoint(adapter, adapter_stem(directory, stage), type(adapter).__name__, adapter.config(), dtype=dtype)
+    save_checkpoint(adapter, adapter_stem(directory, stage), type(adapter).__name__, adapter.config(), dtype=dtype,
+                    write=write)
     return directory
 
 
 __all__ = [
-    "ADAPTER_STAGES",
-    "PRECISIONS",
     "CheckpointConfig",
+    "Precision",
     "adapter_classes",
     "adapter_stem",
     "build_model",
@@ -368,4 +394,5 @@ __all__ = [
     "read_json_object",
     "save_adapter",
     "save_checkpoint",
+    "write_file",
 ]

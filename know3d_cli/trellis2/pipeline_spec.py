@@ -21,6 +21,7 @@ from typing import Any
 from ..errors import CheckpointError, ModelMissingError
 from .checkpoint import read_json_object
 from .sampler import SamplerSettings
+from .settings import PIPELINE_PLANS, PipelineType
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +42,6 @@ MODEL_KEYS = (
 )
 SAMPLER_KEYS = ("sparse_structure_sampler", "shape_slat_sampler", "tex_slat_sampler")
 NORMALIZATION_KEYS = ("shape_slat_normalization", "tex_slat_normalization")
-PIPELINE_TYPES = ("512", "1024", "1024_cascade", "1536_cascade")
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,7 @@ class PipelineSpec:
     tex_slat_sampler: SamplerSettings  # stage 3
     shape_slat_normalization: NormalizationSpec  # (32,) mean / std of the shape latent
     tex_slat_normalization: NormalizationSpec  # (32,) mean / std of the texture latent
-    default_pipeline_type: str  # one of PIPELINE_TYPES ("1024_cascade" in the release)
+    default_pipeline_type: PipelineType  # a textured one ("1024_cascade" in the release)
     image_cond_model: str  # DINOv3 model id ("facebook/dinov3-vitl16-pretrain-lvd1689m")
     rembg_model: str  # background-removal model id ("briaai/RMBG-2.0")
     source: Path  # the file it was read from, for messages
@@ -108,6 +108,12 @@ def read_pipeline_json(model_dir: Path) -> PipelineSpec:
     `CheckpointError` naming the key."""
     path = Path(model_dir) / PIPELINE_JSON
     data = read_json_object(path, f"{path} not found; is {model_dir} a TRELLIS.2 model folder?")
+    return parse_pipeline_spec(data, path)
+
+
+def parse_pipeline_spec(data: Mapping[str, Any], path: Path) -> PipelineSpec:
+    """The `PipelineSpec` of a `pipeline.json` object (`path` names it in messages): the one parser of TRELLIS.2
+    sampler settings, latent normalisations and checkpoint roles. Malformed or incomplete -> `CheckpointError`."""
     reader = _Reader(path)
     name = data.get("name")
     if name != PIPELINE_NAME:
@@ -127,9 +133,10 @@ def read_pipeline_json(model_dir: Path) -> PipelineSpec:
              for key in NORMALIZATION_KEYS}
 
     pipeline_type = reader.string(args, "default_pipeline_type", "args")
-    if pipeline_type not in PIPELINE_TYPES:
+    textured = [str(kind) for kind, plan in PIPELINE_PLANS.items() if plan.textured]
+    if pipeline_type not in textured:
         raise CheckpointError(
-            f"{path}: args.default_pipeline_type={pipeline_type!r}; expected one of {', '.join(PIPELINE_TYPES)}"
+            f"{path}: args.default_pipeline_type={pipeline_type!r}; expected one of {', '.join(textured)}"
         )
     return PipelineSpec(
         models=MappingProxyType(models),
@@ -138,7 +145,7 @@ def read_pipeline_json(model_dir: Path) -> PipelineSpec:
         tex_slat_sampler=samplers["tex_slat_sampler"],
         shape_slat_normalization=norms["shape_slat_normalization"],
         tex_slat_normalization=norms["tex_slat_normalization"],
-        default_pipeline_type=pipeline_type,
+        default_pipeline_type=PipelineType(pipeline_type),
         image_cond_model=_read_model_id(reader, args, "image_cond_model"),
         rembg_model=_read_model_id(reader, args, "rembg_model"),
         source=path,
@@ -249,12 +256,12 @@ __all__ = [
     "NORMALIZATION_KEYS",
     "PIPELINE_JSON",
     "PIPELINE_NAME",
-    "PIPELINE_TYPES",
     "SAMPLER_KEYS",
     "SAMPLER_NAME",
     "SS_DECODER_REPO",
     "NormalizationSpec",
     "PipelineSpec",
+    "parse_pipeline_spec",
     "read_pipeline_json",
     "resolve_checkpoint",
 ]

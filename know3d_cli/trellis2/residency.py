@@ -1,94 +1,100 @@
-"""Which TRELLIS.2 networks are loaded, and where they live between stages.
+"""Where networks live between the stages that use them: one policy, with the order of use declared as data.
 
-Networks load once (strictly, from the checkpoint files) and are cached. With `runtime.offload=sequential` on a GPU
-they are kept on the CPU and moved to the GPU only while their stage runs, so peak GPU memory is one stage's
-networks plus its activations; otherwise they load straight onto the compute device and stay there.
+A pipeline declares the order in which a run uses its networks, like diffusers' `model_cpu_offload_seq`
+(`Trellis2Pipeline.model_offload_sequence`), and wraps every use in `Residency.on_device(name, *modules)`. With
+`Offload.sequential` on a GPU the networks wait on the CPU and only the ones in use are on the GPU, so peak GPU
+memory is one stage's networks plus its activations; with `Offload.none` they are loaded on the compute device and
+stay there. Within a run, a use out of the declared order is refused, so the declared order is the order that runs.
+
+This is the only place that returns freed GPU memory to the driver (`torch.cuda.empty_cache`).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from pathlib import Path
+from typing import Protocol
 
 import torch
-from torch import nn
 
-from ..runtime import Runtime
-from .checkpoint import load_adapter, load_model
-from .nn.attention import set_attention_backend
-from .pipeline_spec import PipelineSpec
-from .sparse.conv import set_conv_backend
+from ..choices import Choice
 
 logger = logging.getLogger(__name__)
 
 
-class StageModels:
-    """Lazy, cached access to the networks named in `pipeline.json` (and the Know3D adapters).
+class Offload(Choice):
+    """Where networks wait between the stages that use them (config `runtime.offload`)."""
+
+    sequential = "sequential"  # on the CPU; only the running stage's networks on the GPU (CUDA only)
+    none = "none"  # on the compute device, all the time
+
+
+class Movable(Protocol):
+    """A network, or anything that moves like one (`DinoV3Conditioner`, a diffusers pipeline)."""
+
+    def to(self, *args, **kwargs): ...  # noqa: E704
+
+
+class Residency:
+    """The residency policy of one pipeline.
 
     Args:
-        spec: the parsed `pipeline.json`.
-        trellis_dir: the TRELLIS.2 folder; ss_decoder_dir: the TRELLIS-image-large folder.
-        runtime: device, dtype (fp32 = exact everywhere; otherwise the reference mixed precision), offload policy,
-            attention and sparse-conv backends.
+        device: the compute device.
+        offload: the policy; `sequential` only offloads on CUDA (on a CPU everything already is "home").
+        sequence: network names in the order a run uses them; a name may appear more than once.
     """
 
-    def __init__(self, spec: PipelineSpec, trellis_dir: Path, ss_decoder_dir: Path | None, runtime: Runtime):
-        self.spec = spec
-        self.trellis_dir = Path(trellis_dir)
-        self.ss_decoder_dir = Path(ss_decoder_dir) if ss_decoder_dir is not None else None
-        self.runtime = runtime
-        self._cache: dict[str, nn.Module] = {}
+    def __init__(self, device: torch.device | str, offload: Offload, sequence: Sequence[str]):
+        self.device = torch.device(device)
+        self.offload = offload
+        self.sequence = tuple(sequence)
+        self._position = 0
 
     @property
     def offloading(self) -> bool:
-        return self.runtime.is_cuda and self.runtime.offload == "sequential"
+        return self.device.type == "cuda" and self.offload is Offload.sequential
 
     @property
     def home(self) -> torch.device:
-        """Where networks wait between stages."""
-        return torch.device("cpu") if self.offloading else self.runtime.device
+        """Where networks are loaded and wait between their uses."""
+        return torch.device("cpu") if self.offloading else self.device
 
-    @property
-    def precision(self) -> str:
-        return "fp32" if self.runtime.exact else "reference"
-
-    def network(self, role: str) -> nn.Module:
-        """The network of a `pipeline.json` role, loaded on first use."""
-        if role not in self._cache:
-            stem = self.spec.checkpoint(role, self.trellis_dir, self.ss_decoder_dir)
-            model = load_model(stem, device=self.home, precision=self.precision)
-            if hasattr(model, "set_attention_backend"):
-                model.set_attention_backend(self.runtime.attention)
-            set_conv_backend(model, self.runtime.sparse_conv)
-            if self.runtime.compile and hasattr(model, "blocks") and role == "sparse_structure_flow_model":
-                for block in model.blocks:  # dense, fixed shapes: the one flow that compiles without recompiles
-                    block.compile()
-            self._cache[role] = model
-        return self._cache[role]
-
-    def adapter(self, directory: Path, stage: str, dtype: torch.dtype) -> nn.Module:
-        """The Know3D adapter of one stage, its attention Linears in `dtype` (that of the flow it plugs into)."""
-        key = f"adapter:{stage}"
-        if key not in self._cache:
-            adapter = load_adapter(directory, stage, device=self.home, dtype=dtype)
-            set_attention_backend(adapter, self.runtime.attention)
-            self._cache[key] = adapter
-        return self._cache[key]
+    def start_run(self) -> None:
+        """A new run starts from the beginning of the sequence."""
+        self._position = 0
 
     @contextmanager
-    def resident(self, *modules: nn.Module) -> Iterator[None]:
-        """Keep `modules` on the compute device for the block (and send them home after, when offloading)."""
+    def on_device(self, name: str, *modules: Movable) -> Iterator[None]:
+        """Keep `modules` (the network `name` and what runs with it, e.g. its adapter) on the compute device for
+        the block; with sequential offload, send them home after and free the GPU cache."""
+        self._advance(name)
         for module in modules:
-            module.to(self.runtime.device)
+            module.to(self.device)
         try:
             yield
         finally:
             if self.offloading:
                 for module in modules:
                     module.to(self.home)
-                torch.cuda.empty_cache()
+                self.free_cache()
+
+    def free_cache(self) -> None:
+        """Return cached, unused GPU memory to the driver (after offloading, or when networks are dropped)."""
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+    def _advance(self, name: str) -> None:
+        for position in range(self._position, len(self.sequence)):
+            if self.sequence[position] == name:
+                self._position = position
+                return
+        raise ValueError(
+            f"{name!r} used out of the declared order {' -> '.join(self.sequence)} "
+            f"(after {self.sequence[self._position]!r})"
+            if name in self.sequence
+            else f"{name!r} is not in the declared sequence {' -> '.join(self.sequence)}"
+        )
 
 
-__all__ = ["StageModels"]
+__all__ = ["Movable", "Offload", "Residency"]

@@ -3,7 +3,7 @@ guidance restricted to a t interval, CFG rescale, and multiview averaging.
 
 Model-agnostic: the model enters as a velocity callable `velocity(x, t_model, cond) -> v`, where `x` and `v` are dense
 tensors or `SparseTensor`s, `t_model` is the (B,) model time `1000 t`, and `cond` is whatever object the caller put in
-the condition list (image tokens, a prepared `CrossContext`, a bundle with an `ExtCondition`, ...). All sampler
+the condition list (image tokens, a prepared `CrossContext`, the stages' `FlowCondition`, ...). All sampler
 arithmetic is fp32.
 
 Flow convention (spec section 4): `x_t = (1 - t) x0 + (sigma_min + (1 - sigma_min) t) eps`, the model predicts
@@ -13,14 +13,13 @@ Flow convention (spec section 4): `x_t = (1 - t) x0 + (sigma_min + (1 - sigma_mi
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Callable, NamedTuple, Union
 
 import numpy as np
 import torch
 
-from ..errors import ConfigError
 from .sparse.tensor import SparseTensor
 
 logger = logging.getLogger(__name__)
@@ -34,11 +33,13 @@ MODEL_TIME_SCALE = 1000.0
 
 @dataclass(frozen=True)
 class SamplerSettings:
-    """One stage's sampler parameters (`pipeline.json`: `<stage>_sampler.params` and `.args.sigma_min`).
+    """One stage's sampler parameters (`pipeline.json`: `<stage>_sampler.params` and `.args.sigma_min`, parsed by
+    `pipeline_spec`).
 
     Attributes:
         steps: Euler steps.
-        guidance_strength: CFG scale g; 1 disables CFG (one conditional pass per step and view).
+        guidance_strength: CFG scale g; 1 disables CFG (one conditional pass per step and view); 0 makes a guided
+            step the unconditional prediction alone (one pass, no rescale), as the reference does.
         guidance_rescale: CFG rescale factor r in [0, 1]; 0 disables it.
         guidance_interval: (lo, hi): CFG only at steps whose (shifted) t is in [lo, hi].
         rescale_t: time-shift factor s of the grid.
@@ -52,30 +53,25 @@ class SamplerSettings:
     rescale_t: float = 1.0
     sigma_min: float = SIGMA_MIN
 
-    @classmethod
-    def from_pipeline_entry(cls, entry: Mapping[str, Any]) -> SamplerSettings:
-        """From a `pipeline.json` sampler entry `{"name", "args": {"sigma_min"}, "params": {...}}`; unknown keys
-        are a `ConfigError`."""
-        args = dict(entry.get("args", {}))
-        params = dict(entry.get("params", {}))
-        param_names = set(cls.__dataclass_fields__) - {"sigma_min"}
-        unknown = (set(args) - {"sigma_min"}) | (set(params) - param_names)
-        if unknown:
-            raise ConfigError(f"unknown sampler keys {sorted(unknown)} in {entry.get('name', 'sampler entry')}")
-        if "steps" not in params or "guidance_strength" not in params:
-            raise ConfigError(f"sampler entry needs params.steps and params.guidance_strength, got {sorted(params)}")
-        if "guidance_interval" in params:
-            params["guidance_interval"] = tuple(float(v) for v in params["guidance_interval"])
-        return cls(**params, **args)
+    def __post_init__(self) -> None:
+        if self.steps < 1:
+            raise ValueError(f"sampler steps must be >= 1, got {self.steps}")
+        if not self.rescale_t > 0:
+            raise ValueError(f"sampler rescale_t must be > 0, got {self.rescale_t}")
 
     def guidance_at(self, t: float) -> bool:
         """Whether the step at time t runs the unconditional pass."""
         return self.guidance_strength != 1.0 and in_guidance_interval(t, self.guidance_interval)
 
+    def conditional_at(self, t: float) -> bool:
+        """Whether the step at time t runs the conditional pass(es): always, except guided steps at g = 0."""
+        return not (self.guidance_strength == 0.0 and self.guidance_at(t))
+
     def num_forwards(self, num_views: int = 1) -> int:
-        """Model forwards of a full run: `num_views` per step, plus one unconditional pass per guided step."""
+        """Model forwards of a full run: `num_views` per conditional step, plus one unconditional pass per guided
+        step."""
         ts = timesteps(self.steps, self.rescale_t)
-        return sum(num_views + int(self.guidance_at(t)) for t in ts[:-1])
+        return sum(num_views * self.conditional_at(t) + int(self.guidance_at(t)) for t in ts[:-1])
 
 
 class SampleResult(NamedTuple):
@@ -86,9 +82,9 @@ class SampleResult(NamedTuple):
 def timesteps(num_steps: int, rescale_t: float) -> list[float]:
     """`num_steps + 1` times from 1 to 0: `linspace(1, 0)` shifted by `t <- s t / (1 + (s - 1) t)`."""
     if num_steps < 1:
-        raise ConfigError(f"sampler steps must be >= 1, got {num_steps}")
-    if rescale_t <= 0:
-        raise ConfigError(f"sampler rescale_t must be > 0, got {rescale_t}")
+        raise ValueError(f"sampler steps must be >= 1, got {num_steps}")
+    if not rescale_t > 0:
+        raise ValueError(f"sampler rescale_t must be > 0, got {rescale_t}")
     # float64 numpy, like the reference, so the interval test at t == 0.6 (s = 3) falls the same way
     t = np.linspace(1.0, 0.0, num_steps + 1)
     t = rescale_t * t / (1.0 + (rescale_t - 1.0) * t)
@@ -131,7 +127,7 @@ def cfg_velocity(v_pos: Latent, v_neg: Latent, guidance_strength: float) -> Late
 def _per_sample_std(x: Latent) -> torch.Tensor:
     """Std of each sample over all its elements, broadcastable against x's (feats) tensor."""
     if isinstance(x, SparseTensor):
-        stds = torch.stack([x.feats[rows].std() for rows in x.layout])  # (B,)
+        stds = torch.stack([x.feats[rows].std() for rows in x.row_slices])  # (B,)
         return x.broadcast(stds[:, None])  # (N, 1)
     return x.flatten(1).std(dim=1).reshape(-1, *([1] * (x.ndim - 1)))
 
@@ -207,14 +203,18 @@ def sample(
     forwards = 0
     for index, (t, t_prev) in enumerate(zip(ts[:-1], ts[1:])):
         t_model = model_time(t, x)
-        v_pos = _mean([velocity(x, t_model, cond) for cond in views])
-        forwards += len(views)
-        if settings.guidance_at(t):
-            v_neg = velocity(x, t_model, neg_cond)
+        if not settings.conditional_at(t):  # g = 0: the unconditional prediction is the velocity
+            v = _mean([velocity(x, t_model, neg_cond)])
             forwards += 1
-            v = guided_velocity(x, t, v_pos, v_neg, settings)
         else:
-            v = v_pos
+            v_pos = _mean([velocity(x, t_model, cond) for cond in views])
+            forwards += len(views)
+            if settings.guidance_at(t):
+                v_neg = velocity(x, t_model, neg_cond)
+                forwards += 1
+                v = guided_velocity(x, t, v_pos, v_neg, settings)
+            else:
+                v = v_pos
         x = step(x, v, t, t_prev)
         if on_step is not None:
             on_step(index + 1, settings.steps)

@@ -114,7 +114,7 @@ def test_without_cfg_one_forward_per_step(pipe, photo):
     assert run(pipe, photo, cfg=cfg, preview="full").forwards == 8
 
 
-def test_x0_uses_the_guided_velocity_of_the_tap_step(pipe, photo, monkeypatch):
+def test_x0_uses_the_true_cfg_velocity_of_the_tap_step(pipe, photo, monkeypatch):
     """x0 from the hooks equals x_t - sigma * (the velocity the scheduler received at step 2)."""
     received = []
     original_step = pipe.scheduler.step

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from know3d_cli.trellis2.mesh import occupancy_to_mesh
-from know3d_cli.trellis2.representations import Asset3D
+from know3d_cli.geometry import Asset3D
 
 # base colour (1, 0, 0), metallic 0.25, roughness 0.75, alpha 1
 RED_PBR = (1.0, 0.0, 0.0, 0.25, 0.75, 1.0)

@@ -16,9 +16,9 @@ import trimesh
 from PIL import Image
 
 from know3d_cli.config import ExportConfig
-from know3d_cli.errors import ConfigError, GenerationError
+from know3d_cli.errors import GenerationError
 from know3d_cli.export import encode_mesh, to_glb
-from know3d_cli.trellis2.representations import Asset3D
+from know3d_cli.geometry import Asset3D
 
 TEXTURE_SIZE = 128
 RED_RGBA = (255, 0, 0, 255)
@@ -252,20 +252,6 @@ def test_trimesh_reads_the_pbr_material(textured_glbs):
 def test_encode_mesh_dispatches_glb(red_sphere, textured_glbs):
     data, extension = encode_mesh(red_sphere, textured_config("png", format="glb"))
     assert extension == "glb" and data == textured_glbs["png"][0]  # same bytes: export is deterministic
-
-
-@pytest.mark.parametrize(
-    "overrides, key",
-    [({"texture_format": "jpg"}, "texture_format"), ({"alpha_mode": "opaque"}, "alpha_mode")],
-)
-def test_invalid_material_settings_raise_config_error(red_sphere, overrides, key):
-    with pytest.raises(ConfigError, match=f"export.{key}"):
-        to_glb(red_sphere, ExportConfig(**overrides))
-
-
-def test_invalid_format_raises_config_error(red_sphere):
-    with pytest.raises(ConfigError, match="export.format"):
-        encode_mesh(red_sphere, ExportConfig(format="stl"))
 
 
 def test_mesh_without_faces_raises(red_sphere):

@@ -10,7 +10,7 @@ import pytest
 import trimesh
 
 from know3d_cli.config import ExportConfig
-from know3d_cli.export import FORMATS, encode_mesh, to_obj, to_ply
+from know3d_cli.export import encode_mesh, to_obj, to_ply
 
 # base colour (0.2, 0.4, 0.6), metallic 0, roughness 1, alpha 0.6 -> RGBA bytes
 PBR = (0.2, 0.4, 0.6, 0.0, 1.0, 0.6)
@@ -27,10 +27,6 @@ def load(data: bytes, file_type: str) -> trimesh.Trimesh:
 def blob(make_blob):
     """A small ball at TRELLIS.2 (0.1, 0.2, 0.3), which is glTF (0.1, 0.3, -0.2); every voxel carries PBR."""
     return make_blob(centre=(0.1, 0.2, 0.3), radius=0.12, pbr=PBR)
-
-
-def test_formats_are_listed():
-    assert FORMATS == ("glb", "obj", "ply")
 
 
 @pytest.mark.parametrize("file_type", ["obj", "ply"])

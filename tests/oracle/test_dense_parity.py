@@ -64,6 +64,27 @@ def test_sparse_structure_flow_matches_upstream(ss_flows):
         torch.testing.assert_close(ours(x, t, ours.prepare_context(cond)), expected, **TOL)  # cached keys/values
 
 
+def test_sparse_structure_flow_ignores_rope_freq_like_upstream():
+    """Upstream builds the SS flow's RoPE table with the default (1, 10000) whatever `rope_freq` says (its blocks get
+    the value but use the model's table); the SLat flows honour it (test_sparse_parity)."""
+    from trellis.models.sparse_structure_flow import SparseStructureFlowModel as Upstream
+
+    args = {**dit_args("sparse_structure_flow_model", cond_channels=16), "resolution": 8, "dtype": "float32",
+            "rope_freq": (2.0, 100.0)}
+    torch.manual_seed(5)
+    ours = SparseStructureFlowModel(**args).eval()
+    with torch.no_grad():
+        for p in ours.parameters():
+            p.normal_(0.0, 0.05)
+    ours.init_buffers("cpu")
+    upstream = _upstream(Upstream, args, ours)
+    gen = torch.Generator().manual_seed(6)
+    x, cond = torch.randn(1, 8, 8, 8, 8, generator=gen), torch.randn(1, 7, 16, generator=gen)
+    t = torch.tensor([700.0])
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x, t, cond), upstream(x, t, cond), **TOL)
+
+
 def test_zero_condition_shortcut_equals_upstream_attention(ss_flows):
     ours, upstream = ss_flows
     x = torch.randn(1, 8, 8, 8, 8, generator=torch.Generator().manual_seed(4))

@@ -43,11 +43,15 @@ def upstream_sparse(x: SparseTensor):
     return sp.SparseTensor(x.feats, x.coords)
 
 
-@pytest.mark.parametrize("role", ["shape_slat_flow_model_512", "tex_slat_flow_model_1024"])
-def test_slat_flow_matches_upstream(role):
+@pytest.mark.parametrize("role, rope_freq", [("shape_slat_flow_model_512", None), ("tex_slat_flow_model_1024", None),
+                                             ("shape_slat_flow_model_512", (2.0, 100.0))])
+def test_slat_flow_matches_upstream(role, rope_freq):
+    """Including a non-default `rope_freq`, which the SLat flows honour (the SS flow ignores it)."""
     from trellis.models.structured_latent_flow import SLatFlowModel as Upstream
 
     args = {**dit_args(role, cond_channels=16), "dtype": "float32"}
+    if rope_freq is not None:
+        args["rope_freq"] = rope_freq
     ours = randomise(SLatFlowModel(**args), seed=1, std=0.05)
     upstream = upstream_copy(Upstream, args, ours)
     c = coords()

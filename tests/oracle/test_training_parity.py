@@ -137,5 +137,5 @@ def test_sparse_loss_matches_upstream(trainers):
     noise = torch.randn_like(x0.feats)
     t = trainer.sample_t(3).float()
 
-    loss, bins = our_terms(flow, "shape", x0.feats, noise, t, t[x0.batch_index][:, None], cond, c, x0.layout)
+    loss, bins = our_terms(flow, "shape", x0.feats, noise, t, t[x0.batch_index][:, None], cond, c, x0.row_slices)
     assert_same_terms(terms, loss, bins, tol=1e-5)

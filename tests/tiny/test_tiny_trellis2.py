@@ -26,7 +26,7 @@ from know3d_cli.tiny.trellis2 import (
     tiny_ss_decoder,
     write_tiny_trellis2,
 )
-from know3d_cli.trellis2.checkpoint import load_model
+from know3d_cli.trellis2.checkpoint import Precision, load_model
 from know3d_cli.trellis2.pipeline_spec import MODEL_KEYS, read_pipeline_json
 
 
@@ -80,7 +80,7 @@ def test_deterministic_and_idempotent(folders, tmp_path):
 
 def test_ss_decoder_makes_one_central_blob(folders):
     _, large = folders
-    decoder = load_model(large / "ckpts" / SS_DECODER_NAME, precision="fp32")
+    decoder = load_model(large / "ckpts" / SS_DECODER_NAME, precision=Precision.fp32)
     with torch.no_grad():
         logits = decoder(torch.randn(1, 8, 16, 16, 16, generator=torch.Generator().manual_seed(9)))
     occupied = (logits[0, 0] > 0).numpy()
@@ -169,7 +169,7 @@ def test_every_tiny_checkpoint_loads_strictly(folders):
     spec = read_pipeline_json(trellis)
     for role in MODEL_KEYS:
         stem = spec.checkpoint(role, trellis, large)
-        model = load_model(stem, precision="reference")
+        model = load_model(stem, precision=Precision.reference)
         assert json.loads(Path(f"{stem}.json").read_text())["name"] == type(model).__name__
         low = {p.dtype for p in model.parameters()} - {torch.float32}
         assert low == ({torch.bfloat16} if role in DIT_ROLES else {torch.float16}), role
@@ -203,12 +203,12 @@ def test_cond_channels_change_rewrites(tmp_path):
     for role in DIT_ROLES:
         stem = trellis / released_models_map()[role]
         assert json.loads(Path(f"{stem}.json").read_text())["args"]["cond_channels"] == 16
-        load_model(stem, precision="fp32")
+        load_model(stem, precision=Precision.fp32)
 
 
 def test_ss_decoder_blob_on_several_latents(folders):
     _, large = folders
-    decoder = load_model(large / "ckpts" / SS_DECODER_NAME, precision="fp32")
+    decoder = load_model(large / "ckpts" / SS_DECODER_NAME, precision=Precision.fp32)
     generator = torch.Generator().manual_seed(123)
     with torch.no_grad():
         logits = decoder(torch.randn(3, 8, 16, 16, 16, generator=generator))
@@ -332,7 +332,7 @@ def test_tiny_encoders_store_the_released_dtypes_and_load_strictly(folders):
                 assert dtype == ("F16" if block_conv else "F32"), name
         else:
             assert set(stored.values()) == {"F16"}, key
-        model = load_model(stem, precision="reference")
+        model = load_model(stem, precision=Precision.reference)
         assert type(model).__name__ == json.loads(Path(f"{stem}.json").read_text())["name"]
         assert model.blocks_dtype == torch.float16 and model.input_layer.weight.dtype == torch.float32
-        assert load_model(stem, precision="fp32").blocks_dtype == torch.float32
+        assert load_model(stem, precision=Precision.fp32).blocks_dtype == torch.float32

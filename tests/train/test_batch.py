@@ -12,7 +12,7 @@ from know3d_cli.train.dataset import TrainingSample
 from know3d_cli.train.flow_matching import FlowMatching
 from know3d_cli.train_config import TimeSchedule
 
-OBJECTIVE = FlowMatching(1e-5, TimeSchedule.LOGIT_NORMAL, 1.0, 1.0)
+OBJECTIVE = FlowMatching(1e-5, TimeSchedule.logit_normal, 1.0, 1.0)
 
 
 def dense_samples(count: int, start_slot: int = 0) -> list[TrainingSample]:

@@ -22,7 +22,7 @@ from .conftest import SHAPE_TOKENS
 def test_synthetic_samples_follow_the_schema(train_data):
     info = json.loads((train_data / DATASET_FILE).read_text())
     assert set(DATASET_KEYS) <= set(info)
-    dataset = TrainingDataset(train_data, TrainStage.SS)
+    dataset = TrainingDataset(train_data, TrainStage.ss)
     assert len(dataset) == 2
     for entry in dataset.entries:
         sizes: dict[str, int] = {}
@@ -45,18 +45,18 @@ def test_synthetic_samples_follow_the_schema(train_data):
 
 
 def test_stage_views_of_a_sample(train_data):
-    ss = TrainingDataset(train_data, TrainStage.SS).load(1, slot=5)
+    ss = TrainingDataset(train_data, TrainStage.ss).load(1, slot=5)
     assert ss.latent.shape == (8, 16, 16, 16) and ss.coords is None and ss.slot == 5
     assert ss.dino.dtype == torch.float32 and ss.hdit.shape[0] == 2
     norm = RELEASED_PIPELINE_ARGS["shape_slat_normalization"]
-    shape = TrainingDataset(train_data, TrainStage.SHAPE_512,
+    shape = TrainingDataset(train_data, TrainStage.shape_512,
                             LatentNormalization(torch.tensor(norm["mean"]), torch.tensor(norm["std"])),
                             need_hdit=False).load(0)
     assert shape.latent.shape == (SHAPE_TOKENS, 32) and shape.hdit is None
     assert abs(shape.latent.mean().item()) < 0.3 and 0.7 < shape.latent.std().item() < 1.3  # normalised
     assert int(shape.coords.max()) < 32
     with pytest.raises(InputError, match="max_tokens"):
-        TrainingDataset(train_data, TrainStage.SHAPE_512, max_tokens=SHAPE_TOKENS - 1)
+        TrainingDataset(train_data, TrainStage.shape_512, max_tokens=SHAPE_TOKENS - 1)
 
 
 @pytest.mark.parametrize("line,message", [
@@ -69,7 +69,7 @@ def test_broken_index_lines_are_input_errors(train_data, tmp_path, line, message
     shutil.copytree(train_data, copy)
     (copy / "index" / "extra.jsonl").write_text(line + "\n")
     with pytest.raises(InputError, match=message):
-        TrainingDataset(copy, TrainStage.SS)
+        TrainingDataset(copy, TrainStage.ss)
 
 
 def test_duplicate_ids_and_wrong_schema_version(train_data, tmp_path):
@@ -77,8 +77,8 @@ def test_duplicate_ids_and_wrong_schema_version(train_data, tmp_path):
     shutil.copytree(train_data, copy)
     shutil.copy(copy / "index" / "shard-00000.jsonl", copy / "index" / "shard-00001.jsonl")
     with pytest.raises(InputError, match="duplicate sample id"):
-        TrainingDataset(copy, TrainStage.SS)
+        TrainingDataset(copy, TrainStage.ss)
     info = json.loads((copy / DATASET_FILE).read_text())
     (copy / DATASET_FILE).write_text(json.dumps({**info, "schema_version": 99}))
     with pytest.raises(InputError, match="schema_version"):
-        TrainingDataset(copy, TrainStage.SS)
+        TrainingDataset(copy, TrainStage.ss)

@@ -23,7 +23,7 @@ def test_editor_lora_learns_a_pair_and_changes_the_edit(tiny_root, train_data, t
                        "train.log_every=4", "runtime.device=cpu"])
     runtime = resolve_runtime(cfg.runtime)
     pipe = load_editor(tiny_root / "editor", cfg.editor, runtime)
-    entry = TrainingDataset(train_data, TrainStage.SS, need_hdit=False).entries[0]
+    entry = TrainingDataset(train_data, TrainStage.ss, need_hdit=False).entries[0]
     probe = encode_edit(pipe, entry, 0, cfg.editor)
     objective = EditFlowMatching.for_pipeline(pipe, "none", 0.0, 1.0, 1.29)
     sigma = torch.tensor([0.6])

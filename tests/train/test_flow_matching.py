@@ -13,7 +13,7 @@ SIGMA = 1e-5
 
 
 def test_diffuse_ends_and_target():
-    fm = FlowMatching(SIGMA, TimeSchedule.UNIFORM)
+    fm = FlowMatching(SIGMA, TimeSchedule.uniform)
     x0, noise = torch.randn(3, 8), torch.randn(3, 8)
     torch.testing.assert_close(fm.diffuse(x0, noise, torch.zeros(3, 1)), x0 + SIGMA * noise)
     torch.testing.assert_close(fm.diffuse(x0, noise, torch.ones(3, 1)), noise)

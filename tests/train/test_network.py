@@ -7,7 +7,7 @@ import torch
 
 from know3d_cli.tiny.trellis2 import dit_args
 from know3d_cli.train.models import Know3dAdapter
-from know3d_cli.train.network import FlowTrainingModule, PerBlockExtCondition
+from know3d_cli.train.network import FlowTrainingModule, PerBlockEditorCondition
 from know3d_cli.trellis2.models import SLatFlowModel
 from know3d_cli.trellis2.sparse.tensor import SparseTensor
 
@@ -77,6 +77,6 @@ def test_per_block_keys_and_values_equal_the_inference_conditioning(one_thread):
     module = make(adapter=True, checkpointing=False)
     x, t, cond, ext, coords = inputs()
     with torch.no_grad():
-        lazy = module.flow(SparseTensor(x, coords), t, cond, ext=PerBlockExtCondition(module.adapter, ext)).feats
-        eager = module.flow(SparseTensor(x, coords), t, cond, ext=module.adapter.condition(ext)).feats
+        lazy = module.flow(SparseTensor(x, coords), t, cond, editor=PerBlockEditorCondition(module.adapter, ext)).feats
+        eager = module.flow(SparseTensor(x, coords), t, cond, editor=module.adapter.condition(ext)).feats
     assert torch.equal(lazy, eager)

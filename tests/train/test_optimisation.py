@@ -15,11 +15,11 @@ from know3d_cli.train_config import LrDecay
 
 
 def test_warmup_then_decay():
-    assert [lr_factor(s, 10, 4, LrDecay.CONSTANT, 0.0) for s in (0, 3, 4, 9)] == [0.25, 1.0, 1.0, 1.0]
-    assert lr_factor(4, 10, 4, LrDecay.COSINE, 0.1) == pytest.approx(1.0)
-    assert lr_factor(10, 10, 4, LrDecay.COSINE, 0.1) == pytest.approx(0.1)
-    assert lr_factor(7, 10, 4, LrDecay.LINEAR, 0.0) == pytest.approx(0.5)
-    assert lr_factor(0, 10, 0, LrDecay.LINEAR, 0.0) == pytest.approx(1.0)
+    assert [lr_factor(s, 10, 4, LrDecay.constant, 0.0) for s in (0, 3, 4, 9)] == [0.25, 1.0, 1.0, 1.0]
+    assert lr_factor(4, 10, 4, LrDecay.cosine, 0.1) == pytest.approx(1.0)
+    assert lr_factor(10, 10, 4, LrDecay.cosine, 0.1) == pytest.approx(0.1)
+    assert lr_factor(7, 10, 4, LrDecay.linear, 0.0) == pytest.approx(0.5)
+    assert lr_factor(0, 10, 0, LrDecay.linear, 0.0) == pytest.approx(1.0)
 
 
 def test_adaptive_clip_threshold_follows_the_recent_percentile_under_the_cap():

@@ -101,6 +101,18 @@ def test_a_corrupt_checkpoint_is_exit_3_with_one_line(resumed_runs, run_cli, tin
     assert res.code == EXIT_MISSING and "not found" in error_line(res.stderr)
 
 
+def test_a_checkpoint_naming_an_unknown_adapter_file_is_exit_3(resumed_runs, run_cli, tmp_path):
+    root, _ = resumed_runs
+    step = tmp_path / "step"
+    shutil.copytree(root / "a" / "checkpoints" / "step-0000004", step)
+    meta = json.loads((step / "state.json").read_text())
+    meta["identity"]["adapter_file"] = "body"
+    (step / "state.json").write_text(json.dumps(meta))
+    res = run_cli("train", "export", step, "--out", tmp_path / "out", "--quiet")
+    assert res.code == EXIT_MISSING and "unknown adapter file 'body'" in error_line(res.stderr)
+    assert not any((tmp_path / "out").glob("*.json"))
+
+
 def test_a_checkpoint_of_another_run_is_exit_3(resumed_runs, run_cli, tiny_root, train_data, tmp_path):
     root, extra = resumed_runs
     run = tmp_path / "run"
@@ -155,6 +167,7 @@ def test_the_exported_adapter_changes_generation_and_an_untrained_one_does_not(s
     import trimesh
 
     from know3d_cli.demo import demo_image
+    from know3d_cli.trellis2 import AdapterStage
     from know3d_cli.trellis2.checkpoint import load_adapter
 
     root, _ = ss_runs
@@ -164,7 +177,7 @@ def test_the_exported_adapter_changes_generation_and_an_untrained_one_does_not(s
         (event,) = res.events
         assert event["weights"] == "raw" if name == "trained" else "ema"
         assert sorted(p.name for p in (tmp_path / f"adapter-{name}").iterdir()) == ["ss.json", "ss.safetensors"]
-        load_adapter(tmp_path / f"adapter-{name}", "ss")  # strict
+        load_adapter(tmp_path / f"adapter-{name}", AdapterStage.ss)  # strict
 
     demo_image(128).save(tmp_path / "photo.png")
     common = ["generate", tmp_path / "photo.png", "--back", "a handle", "--seed", "3", "--quiet", "preset=tiny",

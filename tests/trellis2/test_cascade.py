@@ -31,12 +31,12 @@ def test_token_cap_lowers_1536_in_steps_of_128_but_never_1024():
     xyz = torch.cartesian_prod(g, g[:40], torch.tensor([0, 256]))
     coords = torch.cat([torch.zeros(len(xyz), 1, dtype=torch.int64), xyz], 1).int()
     cap = quantize_coords(coords, 512, 1536 // 16).shape[0]  # exactly at the cap: must be lowered
-    hr, res = cap_resolution(coords, 512, 1536, max_tokens=cap)
-    assert res < 1536 and (1536 - res) % 128 == 0
+    hr, res, requested = cap_resolution(coords, 512, 1536, max_tokens=cap)
+    assert res < 1536 and (1536 - res) % 128 == 0 and requested == cap
     assert hr.shape[0] < cap
     assert quantize_coords(coords, 512, (res + 128) // 16).shape[0] >= cap  # the step above was over the cap
-    hr, res = cap_resolution(coords, 512, 1024, max_tokens=10)
-    assert res == 1024 and hr.shape[0] >= 10
+    hr, res, requested = cap_resolution(coords, 512, 1024, max_tokens=10)
+    assert res == 1024 and hr.shape[0] == requested >= 10
 
 
 def test_latent_normalization_round_trip():
@@ -44,3 +44,24 @@ def test_latent_normalization_round_trip():
     x = torch.randn(5, 2)
     torch.testing.assert_close(norm.denormalize(norm.normalize(x)), x)
     torch.testing.assert_close(norm.normalize(torch.tensor([[1.0, -2.0]])), torch.zeros(1, 2))
+
+
+def test_a_lowered_cascade_reports_the_tokens_at_the_requested_resolution():
+    from know3d_cli.trellis2.stages import cascade_coords
+
+    g = torch.arange(0, 512, 2)
+    xyz = torch.cartesian_prod(g, g[:40], torch.tensor([0, 256]))
+    fine = torch.cat([torch.zeros(len(xyz), 1, dtype=torch.int64), xyz], 1).int()
+    at_1536 = quantize_coords(fine, 512, 1536 // 16).shape[0]
+
+    class Decoder:  # the shape decoder's first levels, reduced to the coords they return
+        def upsample(self, latent, levels):
+            assert levels == 4
+            return fine
+
+    high = cascade_coords(Decoder(), None, ss_grid=32, resolution=1536, max_num_tokens=at_1536)
+    assert high.lowered and high.resolution < 1536 and high.coords.shape[0] < at_1536
+    assert high.requested_tokens == at_1536
+    assert high.warning.startswith(f"{at_1536} tokens at 1536 would exceed trellis2.max_num_tokens={at_1536}; ")
+    assert high.warning.endswith(f"generated at {high.resolution} instead")
+    assert cascade_coords(Decoder(), None, ss_grid=32, resolution=1536, max_num_tokens=10**9).warning is None

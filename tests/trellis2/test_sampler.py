@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
-from know3d_cli.errors import ConfigError
 from know3d_cli.trellis2.sampler import (
     SamplerSettings,
     cfg_velocity,
@@ -154,16 +155,10 @@ def test_euler_step_is_fp32():
     assert out.dtype == torch.float32 and torch.equal(out, torch.full((2, 3), 0.5))
 
 
-def test_settings_from_pipeline_entry():
-    entry = {
-        "name": "FlowEulerGuidanceIntervalSampler",
-        "args": {"sigma_min": 1e-5},
-        "params": {"steps": 12, "guidance_strength": 7.5, "guidance_rescale": 0.7, "guidance_interval": [0.6, 1.0],
-                   "rescale_t": 5.0},
-    }
-    assert SamplerSettings.from_pipeline_entry(entry) == SS
-    with pytest.raises(ConfigError):
-        SamplerSettings.from_pipeline_entry({**entry, "params": {**entry["params"], "eta": 1.0}})
+@pytest.mark.parametrize("changes", [{"steps": 0}, {"rescale_t": 0.0}, {"rescale_t": -1.0}])
+def test_settings_reject_impossible_values(changes):
+    with pytest.raises(ValueError, match=next(iter(changes))):
+        replace(SS, **changes)
 
 
 def test_guidance_without_negative_is_an_error():
@@ -171,3 +166,22 @@ def test_guidance_without_negative_is_an_error():
     with pytest.raises(ValueError):
         sample(velocity, torch.zeros(1, 2), "pos", None, SS)
     assert sample(velocity, torch.zeros(1, 2), "pos", None, TEX).forwards == 12  # g = 1 never needs it
+
+
+def test_zero_guidance_runs_only_the_unconditional_pass_without_rescale():
+    """As the reference: at g = 0 a guided step is the negative prediction alone (no conditional pass, no rescale);
+    outside the interval the step stays conditional."""
+    settings = replace(SS, guidance_strength=0.0)  # interval (0.6, 1.0), rescale 0.7
+    calls = []
+
+    def velocity(x, t_model, cond):
+        calls.append(cond)
+        return torch.full_like(x, 2.0 if cond == "pos" else -1.0)
+
+    result = sample(velocity, torch.zeros(1, 3), ["pos", "pos"], "neg", settings)
+    guided = sum(settings.guidance_at(t) for t in timesteps(12, 5.0)[:-1])
+    assert guided == 10 and calls.count("neg") == guided and calls.count("pos") == 2 * (12 - guided)
+    assert result.forwards == len(calls) == settings.num_forwards(2) == guided + 2 * (12 - guided)
+    grid = timesteps(12, 5.0)
+    expected = sum((t - t_prev) * (-(-1.0) if settings.guidance_at(t) else -2.0) for t, t_prev in zip(grid, grid[1:]))
+    torch.testing.assert_close(result.x, torch.full((1, 3), expected), atol=1e-6, rtol=0)

@@ -21,7 +21,7 @@ from know3d_cli.tiny.trellis2 import (
     sphere_dual_grid,
     sphere_pbr_attributes,
 )
-from know3d_cli.trellis2.checkpoint import load_model
+from know3d_cli.trellis2.checkpoint import Precision, load_model
 from know3d_cli.trellis2.sparse import SparseTensor
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -36,7 +36,7 @@ def networks(tiny_root):
     names = {"shape_enc": trellis / SHAPE_ENCODER_NAME, "tex_enc": trellis / TEX_ENCODER_NAME,
              "shape_dec": trellis / SHAPE_DECODER_NAME, "tex_dec": trellis / TEX_DECODER_NAME,
              "ss_enc": large / SS_ENCODER_NAME, "ss_dec": large / SS_DECODER_NAME}
-    return {role: load_model(stem, precision="fp32") for role, stem in names.items()}
+    return {role: load_model(stem, precision=Precision.fp32) for role, stem in names.items()}
 
 
 @torch.no_grad()

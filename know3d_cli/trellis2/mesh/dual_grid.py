@@ -14,7 +14,7 @@ import torch
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from .grid_sample import VoxelIndex
+from ...geometry import VoxelIndex
 
 logger = logging.getLogger(__name__)
 

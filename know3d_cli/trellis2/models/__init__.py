@@ -2,7 +2,8 @@
 
 from .flexi_dual_grid_vae_decoder import FlexiDualGridVaeDecoder, FlexiDualGridVoxels
 from .flexi_dual_grid_vae_encoder import FlexiDualGridVaeEncoder
-from .know3d_adapter import ExtCondition, Know3dAdapter
+from .flow_base import FlowModelBase
+from .know3d_adapter import EditorCondition, Know3dAdapter
 from .latent_posterior import LatentPosterior
 from .sparse_c2s_block import SparseResBlockC2S3d
 from .sparse_convnext_block import SparseConvNeXtBlock3d
@@ -15,10 +16,11 @@ from .sparse_unet_vae_encoder import SparseUnetVaeEncoder
 from .structured_latent_flow import SLatFlowModel
 
 __all__ = [
-    "ExtCondition",
+    "EditorCondition",
     "FlexiDualGridVaeDecoder",
     "FlexiDualGridVaeEncoder",
     "FlexiDualGridVoxels",
+    "FlowModelBase",
     "Know3dAdapter",
     "LatentPosterior",
     "SLatFlowModel",

@@ -106,5 +106,5 @@ class FlexiDualGridVaeDecoder(SparseUnetVaeDecoder):
         coords = h.coords[:, 1:].to(torch.int32)
         return [
             FlexiDualGridVoxels(coords[rows], offsets[rows], flags[rows], split[rows], self.resolution)
-            for rows in h.layout
+            for rows in h.row_slices
         ]

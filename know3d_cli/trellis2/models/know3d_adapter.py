@@ -1,13 +1,15 @@
 """`Know3dAdapter`: the extra, zero-initialised cross-attention through which editor hidden states enter TRELLIS.2.
 
-Design (know3d_method.md section 2): editor tokens `(B, h, w, ext_channels)` -> optional 2x2 average pooling ->
-`ext_proj` = LayerNorm -> Linear(ext -> proj) -> GELU -> Linear(proj -> proj) -> + fixed 2-D sin-cos position
-embedding over the (h, w) grid. In each chosen block i of a flow model, after the image cross-attention and before
-the FFN: `x = x + ext_attn(LN(x), tokens)` with its own q/kv/out projections and q/k RMS norms. `to_out` starts at
-zero (weight and bias), so an untrained adapter leaves the base model's output bit-identical.
+Design (know3d_method.md section 2): editor tokens `(B, h, w, ext_channels)` (the tapped Qwen-Image-Edit hidden
+states; "ext" in the file format = external, i.e. editor, tokens) -> optional 2x2 average pooling -> `ext_proj` =
+LayerNorm -> Linear(ext -> proj) -> GELU -> Linear(proj -> proj) -> + fixed 2-D sin-cos position embedding over the
+(h, w) grid. In each chosen block i of a flow model, after the image cross-attention and before the FFN:
+`x = x + ext_attn(LN(x), tokens)` with its own q/kv/out projections and q/k RMS norms. `to_out` starts at zero
+(weight and bias), so an untrained adapter leaves the base model's output bit-identical.
 
-The adapter is never a submodule of a flow model: its tensors (`ext_proj.*`, `blocks.{i}.ext_attn.*`) live in their
-own state_dict / safetensors with a json of `config()`, and it reaches a model's forward through `ExtCondition`.
+The adapter is never a submodule of a flow model: its tensors (`ext_proj.*`, `blocks.{i}.ext_attn.*`, names fixed by
+the file format) live in their own state_dict / safetensors with a json of `config()`, and it reaches a model's
+forward as `editor=` through `EditorCondition`.
 """
 
 from __future__ import annotations
@@ -22,15 +24,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...errors import CheckpointError, ConfigError
+from ..nn.cross_attention import AttentionContext, CrossAttention
+from ..nn.modulated_block import EditorHook
 from ..nn.norms import LayerNorm32
-from ..nn.transformer_block import (
-    AttentionContext,
-    CrossAttention,
-    ExtHook,
-    FlowTransformer,
-    TokenLayout,
-    linears_in_dtype,
-)
+from ..nn.precision import linears_in_dtype
+from ..nn.token_layout import TokenLayout
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +59,7 @@ def sincos_position_embedding_2d(height: int, width: int, channels: int, device:
     return torch.cat([encode(rows), encode(cols)], dim=1)
 
 
-class ExtCrossAttention(CrossAttention):
+class EditorCrossAttention(CrossAttention):
     """`CrossAttention` on its own affine LayerNorm of x, with `to_out` zero-initialised.
 
     Parameters: `norm.{weight, bias} (C,)`, `to_q`, `to_kv (2C, proj)`, `q_rms_norm.gamma`, `k_rms_norm.gamma`,
@@ -133,7 +131,7 @@ class Know3dAdapter(nn.Module):
         self.blocks = nn.ModuleDict(
             {
                 str(i): nn.ModuleDict(
-                    {"ext_attn": ExtCrossAttention(model_channels, proj_channels, num_heads, qk_rms_norm)}
+                    {"ext_attn": EditorCrossAttention(model_channels, proj_channels, num_heads, qk_rms_norm)}
                 )
                 for i in self.block_ids
             }
@@ -158,7 +156,8 @@ class Know3dAdapter(nn.Module):
             "qk_rms_norm": self.qk_rms_norm,
         }
 
-    def ext_attn(self, block_index: int) -> ExtCrossAttention | None:
+    def editor_attention(self, block_index: int) -> EditorCrossAttention | None:
+        """The extra cross-attention of flow block `block_index` (`blocks.<i>.ext_attn`), None when not adapted."""
         key = str(block_index)
         return self.blocks[key]["ext_attn"] if key in self.blocks else None
 
@@ -176,7 +175,7 @@ class Know3dAdapter(nn.Module):
             (B, h' * w', proj_channels) fp32, h' = h / pool, w' = w / pool, row-major.
         """
         if tokens.ndim != 4 or tokens.shape[-1] != self.ext_channels:
-            raise ValueError(f"ext tokens must be (B, h, w, {self.ext_channels}), got {tuple(tokens.shape)}")
+            raise ValueError(f"editor tokens must be (B, h, w, {self.ext_channels}), got {tuple(tokens.shape)}")
         tokens = tokens.to(self.ext_proj[1].weight.dtype)
         if self.pool > 1:
             height, width = tokens.shape[1:3]
@@ -191,18 +190,18 @@ class Know3dAdapter(nn.Module):
         proj = self.ext_proj(tokens.reshape(batch, height * width, self.ext_channels))  # (B, h'w', proj)
         return proj + sincos_position_embedding_2d(height, width, self.proj_channels, proj.device).to(proj.dtype)
 
-    def condition(self, tokens: torch.Tensor) -> ExtCondition:
-        """Project `tokens (B, h, w, ext_channels)` and prepare every adapted block's keys/values once (reused
-        by all sampler steps). Pass the result as `ext=` to a flow model's forward; for a zero-token CFG
+    def condition(self, tokens: torch.Tensor) -> EditorCondition:
+        """Project editor tokens `(B, h, w, ext_channels)` and prepare every adapted block's keys/values once
+        (reused by all sampler steps). Pass the result as `editor=` to a flow model's forward; for a zero-token CFG
         negative, pass `adapter.condition(torch.zeros_like(tokens))`."""
         projected = self.project(tokens)
-        contexts = {i: self.ext_attn(i).prepare(projected) for i in self.block_ids}
-        return ExtCondition(adapter=self, tokens=projected, contexts=contexts)
+        contexts = {i: self.editor_attention(i).prepare(projected) for i in self.block_ids}
+        return EditorCondition(adapter=self, tokens=projected, contexts=contexts)
 
 
 @dataclass(frozen=True)
-class ExtCondition:
-    """An adapter plus its projected tokens, as a flow model's `ext` argument.
+class EditorCondition:
+    """An adapter plus its projected editor tokens, as a flow model's `editor` argument.
 
     Attributes:
         adapter: the `Know3dAdapter` whose `ext_attn` layers run.
@@ -214,27 +213,28 @@ class ExtCondition:
     tokens: torch.Tensor
     contexts: dict[int, AttentionContext]
 
-    def check(self, model: FlowTransformer, batch_size: int) -> None:
-        """Raise `ConfigError` if the adapter does not fit `model` or the batch."""
+    def check(self, model_channels: int, num_blocks: int, batch_size: int) -> None:
+        """Raise `ConfigError` if the adapter does not fit a flow model of this width and depth, ValueError if the
+        tokens do not fit the batch."""
         adapter = self.adapter
-        if adapter.model_channels != model.model_channels:
+        if adapter.model_channels != model_channels:
             raise ConfigError(
-                f"Know3D adapter is for model_channels={adapter.model_channels}, the flow model has "
-                f"{model.model_channels}"
+                f"Know3D adapter is for model_channels={adapter.model_channels}, the flow model has {model_channels}"
             )
-        if max(adapter.block_ids) >= model.num_blocks:
+        if max(adapter.block_ids) >= num_blocks:
             raise ConfigError(
-                f"Know3D adapter targets block {max(adapter.block_ids)}, the flow model has {model.num_blocks} blocks"
+                f"Know3D adapter targets block {max(adapter.block_ids)}, the flow model has {num_blocks} blocks"
             )
         if self.tokens.shape[0] != batch_size:
-            raise ValueError(f"ext tokens have batch {self.tokens.shape[0]}, input has batch {batch_size}")
+            raise ValueError(f"editor tokens have batch {self.tokens.shape[0]}, input has batch {batch_size}")
 
-    def hook(self, block_index: int) -> ExtHook | None:
-        layer = self.adapter.ext_attn(block_index)
+    def hook(self, block_index: int) -> EditorHook | None:
+        """The residual of flow block `block_index`, or None when the adapter does not cover it."""
+        layer = self.adapter.editor_attention(block_index)
         if layer is None:
             return None
         context = self.contexts[block_index]
         return lambda x, layout: layer(x, context, layout)
 
 
-__all__ = ["ExtCondition", "ExtCrossAttention", "Know3dAdapter", "sincos_position_embedding_2d"]
+__all__ = ["EditorCondition", "EditorCrossAttention", "Know3dAdapter", "sincos_position_embedding_2d"]

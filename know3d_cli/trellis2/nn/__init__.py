@@ -1,29 +1,23 @@
-"""Building blocks shared by the TRELLIS.2 transformers: attention backends, RoPE, norms, timestep embedding,
-the modulated cross block."""
+"""Building blocks shared by the TRELLIS.2 transformers, one concept per file: attention kernels and backends, token
+layouts, self- and cross-attention layers, the FFN, the adaLN-modulated block, RoPE, norms, the timestep embedding,
+the reference mixed precision and the flows' initialisation."""
 
 from .attention import (
     AttentionBackend,
     cumulative_lengths,
     dense_attention,
-    parse_attention_backend,
     resolve_attention_backend,
     set_attention_backend,
     varlen_attention,
 )
+from .cross_attention import AttentionContext, CrossAttention, CrossContext
+from .feed_forward import FeedForward
+from .modulated_block import EditorConditioning, EditorHook, ModulatedTransformerCrossBlock
 from .norms import LayerNorm32, MultiHeadRMSNorm
 from .rope import apply_rope, grid_coords, rope_frequencies, rope_phases
+from .self_attention import SelfAttention
 from .timestep import TimestepEmbedder, timestep_sinusoids
-from .transformer_block import (
-    AttentionContext,
-    CrossAttention,
-    CrossContext,
-    DenseLayout,
-    FeedForward,
-    FlowTransformer,
-    ModulatedTransformerCrossBlock,
-    PackedLayout,
-    SelfAttention,
-)
+from .token_layout import DenseLayout, PackedLayout, TokenLayout
 
 __all__ = [
     "AttentionBackend",
@@ -31,19 +25,20 @@ __all__ = [
     "CrossAttention",
     "CrossContext",
     "DenseLayout",
+    "EditorConditioning",
+    "EditorHook",
     "FeedForward",
-    "FlowTransformer",
     "LayerNorm32",
     "ModulatedTransformerCrossBlock",
     "MultiHeadRMSNorm",
     "PackedLayout",
     "SelfAttention",
     "TimestepEmbedder",
+    "TokenLayout",
     "apply_rope",
     "cumulative_lengths",
     "dense_attention",
     "grid_coords",
-    "parse_attention_backend",
     "resolve_attention_backend",
     "rope_frequencies",
     "rope_phases",

@@ -2,8 +2,8 @@
 
 The reference path is `torch.nn.functional.scaled_dot_product_attention` (per batch item for packed tokens); the
 `flash_attn` path calls the flash-attn kernels (`flash_attn_func`, `flash_attn_varlen_func`). The backend is a value
-passed on every call (layers store their own, set from `runtime.attention`); `auto` resolves per call from the
-input's device and dtype and what imports.
+passed on every call (layers store their own `AttentionBackend`, set once by the caller); `auto` resolves per call
+from the input's device and dtype and what imports.
 """
 
 from __future__ import annotations
@@ -12,14 +12,13 @@ import functools
 import importlib
 import logging
 from collections.abc import Sequence
-from enum import Enum
 from types import ModuleType
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...config import parse_choice
+from ...choices import Choice
 from ...errors import BackendUnavailable
 
 logger = logging.getLogger(__name__)
@@ -27,13 +26,13 @@ logger = logging.getLogger(__name__)
 _FLASH_DTYPES = (torch.float16, torch.bfloat16)
 
 
-class AttentionBackend(str, Enum):
-    """Attention implementations. `auto` = `flash_attn` when importable and the input is fp16/bf16 on CUDA, else
-    `sdpa`."""
+class AttentionBackend(Choice):
+    """Attention implementations (config `runtime.attention`). `auto` = `flash_attn` when importable and the input is
+    fp16/bf16 on CUDA, else `sdpa`."""
 
-    AUTO = "auto"
-    SDPA = "sdpa"
-    FLASH_ATTN = "flash_attn"
+    auto = "auto"
+    sdpa = "sdpa"
+    flash_attn = "flash_attn"
 
 
 @functools.lru_cache(maxsize=None)
@@ -46,23 +45,15 @@ def _flash_attn_module() -> ModuleType | None:
         return None
 
 
-def parse_attention_backend(value: AttentionBackend | str) -> AttentionBackend:
-    """`AttentionBackend` from a config string; unknown names are a `ConfigError` listing the choices."""
-    return parse_choice(AttentionBackend, value, "runtime.attention")
-
-
-def resolve_attention_backend(
-    backend: AttentionBackend | str, device: torch.device, dtype: torch.dtype
-) -> AttentionBackend:
+def resolve_attention_backend(backend: AttentionBackend, device: torch.device, dtype: torch.dtype) -> AttentionBackend:
     """The concrete backend (`sdpa` or `flash_attn`) for inputs of `dtype` on `device`; an unusable explicit
     choice raises `BackendUnavailable` naming what is missing."""
-    backend = parse_attention_backend(backend)
     flash_ok = device.type == "cuda" and dtype in _FLASH_DTYPES
-    if backend is AttentionBackend.AUTO:
+    if backend is AttentionBackend.auto:
         if flash_ok and _flash_attn_module() is not None:
-            return AttentionBackend.FLASH_ATTN
-        return AttentionBackend.SDPA
-    if backend is AttentionBackend.FLASH_ATTN:
+            return AttentionBackend.flash_attn
+        return AttentionBackend.sdpa
+    if backend is AttentionBackend.flash_attn:
         if _flash_attn_module() is None:
             raise BackendUnavailable(
                 "runtime.attention=flash_attn needs the flash-attn package (pip install flash-attn "
@@ -80,7 +71,7 @@ def dense_attention(
     q: torch.Tensor,
     k: torch.Tensor,
     v: torch.Tensor,
-    backend: AttentionBackend | str = AttentionBackend.AUTO,
+    backend: AttentionBackend = AttentionBackend.auto,
 ) -> torch.Tensor:
     """Full (non-causal) softmax attention, scale 1/sqrt(D).
 
@@ -88,13 +79,13 @@ def dense_attention(
         q: (B, Lq, H, D) queries.
         k: (B, Lk, H, D) keys.
         v: (B, Lk, H, D) values.
-        backend: `AttentionBackend` or its name.
+        backend: which implementation (`auto` resolves from the inputs).
 
     Returns:
         (B, Lq, H, D) in the dtype of `q`.
     """
     backend = resolve_attention_backend(backend, q.device, q.dtype)
-    if backend is AttentionBackend.FLASH_ATTN:
+    if backend is AttentionBackend.flash_attn:
         return _flash_attn_module().flash_attn_func(q, k, v)
     out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))  # (B, H, Lq, D)
     return out.transpose(1, 2)
@@ -114,7 +105,7 @@ def varlen_attention(
     v: torch.Tensor,
     q_lengths: Sequence[int],
     kv_lengths: Sequence[int],
-    backend: AttentionBackend | str = AttentionBackend.AUTO,
+    backend: AttentionBackend = AttentionBackend.auto,
     cu_seqlens_q: torch.Tensor | None = None,
     cu_seqlens_kv: torch.Tensor | None = None,
 ) -> torch.Tensor:
@@ -126,7 +117,7 @@ def varlen_attention(
         v: (Nk, H, D) values.
         q_lengths: rows per batch item in `q`.
         kv_lengths: rows per batch item in `k`/`v` (same number of items).
-        backend: `AttentionBackend` or its name.
+        backend: which implementation (`auto` resolves from the inputs).
         cu_seqlens_q: optional precomputed `cumulative_lengths(q_lengths)` on q's device (flash-attn path).
         cu_seqlens_kv: optional precomputed `cumulative_lengths(kv_lengths)`.
 
@@ -136,7 +127,7 @@ def varlen_attention(
     if len(q_lengths) != len(kv_lengths):
         raise ValueError(f"{len(q_lengths)} query sequences but {len(kv_lengths)} key sequences")
     backend = resolve_attention_backend(backend, q.device, q.dtype)
-    if backend is AttentionBackend.FLASH_ATTN:
+    if backend is AttentionBackend.flash_attn:
         if cu_seqlens_q is None:
             cu_seqlens_q = cumulative_lengths(q_lengths, q.device)
         if cu_seqlens_kv is None:
@@ -157,9 +148,8 @@ def varlen_attention(
     return out
 
 
-def set_attention_backend(module: nn.Module, backend: AttentionBackend | str) -> None:
+def set_attention_backend(module: nn.Module, backend: AttentionBackend) -> None:
     """Set `attention_backend` on every layer inside `module` that has one (self- and cross-attention layers)."""
-    backend = parse_attention_backend(backend)
     for layer in module.modules():
         if hasattr(layer, "attention_backend"):
             layer.attention_backend = backend

@@ -1,6 +1,6 @@
 """Sparse voxel tensors and the sparse ops the TRELLIS.2 decoders and flow models run on."""
 
-from .conv import ConvBackend, SubMConv3d, parse_conv_backend, resolve_conv_backend, set_conv_backend
+from .conv import ConvBackend, SubMConv3d, resolve_conv_backend, set_conv_backend
 from .conv_torch import submanifold_conv3d
 from .neighbors import build_neighbor_map, kernel_offsets, neighbor_map
 from .norm import LayerNorm32
@@ -20,7 +20,6 @@ __all__ = [
     "coarsen",
     "kernel_offsets",
     "neighbor_map",
-    "parse_conv_backend",
     "resolve_conv_backend",
     "set_conv_backend",
     "spatial_to_channel",

@@ -1,9 +1,9 @@
 """Submanifold 3x3x3 sparse convolution layer with a per-layer, named compute backend.
 
 The layer owns the parameters in the released checkpoints' (FlexGEMM) layout and calls one kernel from
-`_KERNELS`, chosen by the layer's `backend` value (set from `runtime.sparse_conv`, never from a global or an env
-var). A faster kernel (e.g. Triton on CUDA) is added as a new `ConvBackend` member plus a `_KERNELS` entry with the
-same call signature, listed in `_AUTO_ORDER` ahead of the torch reference.
+`_KERNELS`, chosen by the layer's `backend` value (set once by the caller, never from a global or an env var).
+A faster kernel (e.g. Triton on CUDA) is added as a new `ConvBackend` member plus a `_KERNELS` entry with the same
+call signature, listed in `_AUTO_ORDER` ahead of the torch reference.
 """
 
 from __future__ import annotations
@@ -11,13 +11,12 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
-from enum import Enum
 from typing import Callable
 
 import torch
 from torch import nn
 
-from ...config import parse_choice
+from ...choices import Choice
 from ...errors import BackendUnavailable
 from .conv_torch import submanifold_conv3d
 from .neighbors import neighbor_map
@@ -26,11 +25,12 @@ from .tensor import SparseTensor
 logger = logging.getLogger(__name__)
 
 
-class ConvBackend(str, Enum):
-    """Sparse convolution implementations. `auto` picks the first usable one of `_AUTO_ORDER` for the input."""
+class ConvBackend(Choice):
+    """Sparse convolution implementations (config `runtime.sparse_conv`). `auto` picks the first usable one of
+    `_AUTO_ORDER` for the input."""
 
-    AUTO = "auto"
-    TORCH = "torch"
+    auto = "auto"
+    torch = "torch"
 
 
 # (x, weight (Co, 3, 3, 3, Ci), bias (Co,) or None, chunk_size) -> (N, Co) output features.
@@ -51,21 +51,15 @@ def _torch_conv(
 
 
 _KERNELS: dict[ConvBackend, ConvKernel] = {
-    ConvBackend.TORCH: ConvKernel(_torch_conv, lambda device: True, "nothing (pure PyTorch)"),
+    ConvBackend.torch: ConvKernel(_torch_conv, lambda device: True, "nothing (pure PyTorch)"),
 }
 # Preference of `auto`, fastest first.
-_AUTO_ORDER: tuple[ConvBackend, ...] = (ConvBackend.TORCH,)
+_AUTO_ORDER: tuple[ConvBackend, ...] = (ConvBackend.torch,)
 
 
-def parse_conv_backend(value: ConvBackend | str) -> ConvBackend:
-    """`ConvBackend` from a config string; unknown names are a `ConfigError` listing the choices."""
-    return parse_choice(ConvBackend, value, "runtime.sparse_conv")
-
-
-def resolve_conv_backend(backend: ConvBackend | str, device: torch.device) -> ConvBackend:
+def resolve_conv_backend(backend: ConvBackend, device: torch.device) -> ConvBackend:
     """The concrete backend that runs for inputs on `device`; an unusable explicit choice raises."""
-    backend = parse_conv_backend(backend)
-    if backend is ConvBackend.AUTO:
+    if backend is ConvBackend.auto:
         for candidate in _AUTO_ORDER:
             if _KERNELS[candidate].is_available(device):
                 return candidate
@@ -91,7 +85,7 @@ class SubMConv3d(nn.Module):
         in_channels: Ci.
         out_channels: Co.
         bias: learn a (Co,) bias.
-        backend: compute backend (`ConvBackend` or its name); `auto` resolves per input device.
+        backend: compute backend; `auto` resolves per input device.
         chunk_size: output rows per chunk for the torch backend; None sizes chunks by memory.
 
     Parameters (state_dict): `weight (Co, 3, 3, 3, Ci)`, `bias (Co,)`.
@@ -102,7 +96,7 @@ class SubMConv3d(nn.Module):
         in_channels: int,
         out_channels: int,
         bias: bool = True,
-        backend: ConvBackend | str = ConvBackend.AUTO,
+        backend: ConvBackend = ConvBackend.auto,
         chunk_size: int | None = None,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
@@ -110,7 +104,7 @@ class SubMConv3d(nn.Module):
         super().__init__()
         self.in_channels = in_channels
         self.out_channels = out_channels
-        self.backend = parse_conv_backend(backend)
+        self.backend = backend
         self.chunk_size = chunk_size
         factory = {"device": device, "dtype": dtype}
         self.weight = nn.Parameter(torch.empty(out_channels, 3, 3, 3, in_channels, **factory))
@@ -144,9 +138,8 @@ class SubMConv3d(nn.Module):
         )
 
 
-def set_conv_backend(module: nn.Module, backend: ConvBackend | str, chunk_size: int | None = None) -> None:
+def set_conv_backend(module: nn.Module, backend: ConvBackend, chunk_size: int | None = None) -> None:
     """Set the backend (and torch chunk size) of every `SubMConv3d` inside `module`."""
-    backend = parse_conv_backend(backend)
     for layer in module.modules():
         if isinstance(layer, SubMConv3d):
             layer.backend = backend

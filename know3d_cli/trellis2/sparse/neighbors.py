@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 
-from .tensor import SparseTensor
+if TYPE_CHECKING:
+    from .tensor import SparseTensor
 
 # Kernel slot k = i*9 + j*3 + l holds the neighbour at offset (i-1, j-1, l-1) along (x, y, z); slot 13 is the voxel
 # itself and slot 26-k is the opposite offset of slot k.
 KERNEL_VOLUME = 27
 CENTER = 13
-_CACHE_KEY = ("submanifold_neighbors", 3)
 
 
 def kernel_offsets(device: torch.device | str | None = None) -> torch.Tensor:
@@ -57,9 +59,7 @@ def build_neighbor_map(coords: torch.Tensor) -> torch.Tensor:
 
 
 def neighbor_map(x: SparseTensor) -> torch.Tensor:
-    """(N, 27) int64 neighbour map of `x`, built once per coordinate set and kept in `x.cache`."""
-    cached = x.cache.get(_CACHE_KEY)
-    if cached is None or cached.shape[0] != len(x) or cached.device != x.coords.device:
-        cached = build_neighbor_map(x.coords)
-        x.cache[_CACHE_KEY] = cached
-    return cached
+    """(N, 27) int64 neighbour map of `x`, built once per coordinate set and kept in `x.cache.neighbors`."""
+    if x.cache.neighbors is None:
+        x.cache.neighbors = build_neighbor_map(x.coords)
+    return x.cache.neighbors

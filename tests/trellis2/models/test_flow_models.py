@@ -7,9 +7,10 @@ import torch
 
 from know3d_cli.errors import CheckpointError
 from know3d_cli.trellis2.models import SLatFlowModel, SparseStructureFlowModel
+from know3d_cli.trellis2.nn.cross_attention import CrossContext
 from know3d_cli.trellis2.nn.norms import MultiHeadRMSNorm
 from know3d_cli.trellis2.nn.timestep import timestep_sinusoids
-from know3d_cli.trellis2.nn.transformer_block import CrossContext
+from know3d_cli.trellis2.sparse.coordinate_cache import RopeKey
 from know3d_cli.trellis2.sparse.tensor import SparseTensor
 
 FLOW_CHECKPOINTS = [
@@ -123,7 +124,7 @@ def test_slat_batch_items_are_independent():
     t = torch.tensor([800.0, 500.0, 20.0])
     model = randomize(tiny_slat(), seed=3).eval()
     together = model(x, t, cond).feats
-    for b, rows in enumerate(x.layout):
+    for b, rows in enumerate(x.row_slices):
         coords = x.coords[rows].clone()
         coords[:, 0] = 0
         alone = model(SparseTensor(x.feats[rows], coords), t[b : b + 1], cond[b : b + 1]).feats
@@ -145,6 +146,16 @@ def test_dense_and_sparse_models_agree_on_full_grid():
     feats = x.permute(0, 2, 3, 4, 1).reshape(-1, 8)
     got = sparse(SparseTensor(feats, coords), t, cond).feats
     torch.testing.assert_close(got, want.permute(0, 2, 3, 4, 1).reshape(-1, 8), atol=1e-5, rtol=1e-5)
+
+
+def test_rope_freq_moves_only_the_slat_tables():
+    """As the reference: the SS flow's RoPE table ignores `rope_freq`, the SLat flows' tables follow it."""
+    custom = (2.0, 100.0)
+    assert torch.equal(tiny_ss(rope_freq=custom).rope_phases, tiny_ss().rope_phases)
+    x = ragged_sparse(torch.Generator().manual_seed(6), [5], side=4, channels=8)
+    slat, custom_slat = tiny_slat(), tiny_slat(rope_freq=custom)
+    assert not torch.equal(slat._phases(x), custom_slat._phases(x.replace(x.feats)))
+    assert set(x.cache.rope_phases) == {RopeKey(16, (1.0, 10000.0)), RopeKey(16, custom)}  # one table per frequency
 
 
 def test_zero_output_layer_gives_zero_velocity():
@@ -245,7 +256,7 @@ def test_null_context_shortcut_equals_computed_attention(kind):
     # the per-block constant equals the computed cross-attention on zero tokens
     block = model.blocks[1]
     h = torch.randn(2, 4, 32, generator=gen)
-    from know3d_cli.trellis2.nn.transformer_block import DenseLayout
+    from know3d_cli.trellis2.nn.token_layout import DenseLayout
 
     computed = block.cross_attn(h, zeros, DenseLayout(2, 4))
     torch.testing.assert_close(computed, null.blocks[1].constant.expand_as(computed), atol=1e-6, rtol=1e-6)

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from know3d_cli.errors import ConfigError
-from know3d_cli.trellis2.models import ExtCondition, Know3dAdapter, SLatFlowModel, SparseStructureFlowModel
+from know3d_cli.trellis2.models import EditorCondition, Know3dAdapter, SLatFlowModel, SparseStructureFlowModel
 from know3d_cli.trellis2.models.know3d_adapter import sincos_position_embedding_2d
 from know3d_cli.trellis2.sparse.tensor import SparseTensor
 
@@ -49,10 +49,10 @@ def sparse_input(gen: torch.Generator) -> SparseTensor:
     return SparseTensor(torch.randn(7, 8, generator=gen), coords)
 
 
-def run(model, x, ext=None):
+def run(model, x, editor=None):
     t = torch.tensor([700.0, 40.0])
     cond = torch.randn(2, 5, 12, generator=torch.Generator().manual_seed(9))
-    out = model(x, t, cond, ext=ext)
+    out = model(x, t, cond, editor=editor)
     return out.feats if isinstance(out, SparseTensor) else out
 
 
@@ -71,7 +71,7 @@ def test_zero_init_adapter_is_bit_identical(kind, pool):
     assert torch.equal(run(model, x, adapter.condition(torch.zeros_like(tokens))), base)
 
     with torch.no_grad():
-        adapter.ext_attn(2).to_out.weight.normal_(0, 0.5, generator=gen)
+        adapter.editor_attention(2).to_out.weight.normal_(0, 0.5, generator=gen)
     changed = run(model, x, adapter.condition(tokens))
     assert not torch.allclose(changed, base)
     assert torch.isfinite(changed).all()
@@ -85,8 +85,9 @@ def test_zero_init_adapter_is_identical_under_the_precision_policy():
     base = run(model, x)
     assert torch.equal(run(model, x, tiny_adapter().condition(tokens)), base)  # fp32 adapter on bf16 blocks
     adapter = tiny_adapter().apply_precision_policy(torch.bfloat16)
-    assert adapter.ext_attn(0).to_q.weight.dtype == torch.bfloat16
-    assert adapter.ext_proj[1].weight.dtype == torch.float32 and adapter.ext_attn(0).norm.weight.dtype == torch.float32
+    assert adapter.editor_attention(0).to_q.weight.dtype == torch.bfloat16
+    assert adapter.ext_proj[1].weight.dtype == torch.float32
+    assert adapter.editor_attention(0).norm.weight.dtype == torch.float32
     assert torch.equal(run(model, x, adapter.condition(tokens)), base)
 
 
@@ -105,7 +106,7 @@ def test_adapter_has_only_its_own_keys_and_base_is_untouched():
         "ext_proj.3.bias",
     }
     with torch.no_grad():
-        adapter.ext_attn(1).to_out.weight.fill_(0.1)
+        adapter.editor_attention(1).to_out.weight.fill_(0.1)
     run(model, torch.randn(2, 8, 4, 4, 4), adapter.condition(torch.randn(2, 2, 2, 20)))
     after = model.state_dict()
     assert set(after) == set(before)
@@ -116,9 +117,9 @@ def test_adapter_has_only_its_own_keys_and_base_is_untouched():
 def test_fresh_adapter_out_projection_is_zero_and_config_round_trips():
     adapter = Know3dAdapter(ext_channels=20, proj_channels=16, model_channels=32, num_heads=2, blocks=[2, 0], pool=2)
     for i in (0, 2):
-        layer = adapter.ext_attn(i)
+        layer = adapter.editor_attention(i)
         assert torch.count_nonzero(layer.to_out.weight) == 0 and torch.count_nonzero(layer.to_out.bias) == 0
-    assert adapter.ext_attn(1) is None
+    assert adapter.editor_attention(1) is None
     config = adapter.config()
     assert config == {
         "ext_channels": 20, "proj_channels": 16, "model_channels": 32, "num_heads": 2, "blocks": [0, 2], "pool": 2,
@@ -164,7 +165,7 @@ def test_gradients_reach_only_the_adapter():
     loss = run(model, x, adapter.condition(torch.randn(2, 2, 2, 20))).square().mean()
     loss.backward()
     assert all(p.grad is None for p in model.parameters())
-    assert all(adapter.ext_attn(i).to_out.weight.grad.abs().sum() > 0 for i in (0, 1, 2))
+    assert all(adapter.editor_attention(i).to_out.weight.grad.abs().sum() > 0 for i in (0, 1, 2))
 
 
 def test_adapter_must_fit_the_model():
@@ -178,4 +179,4 @@ def test_adapter_must_fit_the_model():
         run(model, x, too_deep.condition(torch.randn(2, 2, 2, 20)))
     with pytest.raises(ValueError):
         run(model, x, tiny_adapter().condition(torch.randn(1, 2, 2, 20)))  # batch mismatch
-    assert isinstance(tiny_adapter().condition(torch.randn(2, 2, 2, 20)), ExtCondition)
+    assert isinstance(tiny_adapter().condition(torch.randn(2, 2, 2, 20)), EditorCondition)

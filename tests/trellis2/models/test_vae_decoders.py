@@ -100,10 +100,10 @@ def test_dual_grid_interpretation():
     h = shape_dec(latent(2))
     grids = shape_dec.dual_grid(h)
     assert len(grids) == 2 and sum(len(g.coords) for g in grids) == len(h)
-    raw = h.feats[h.layout[1]]
+    raw = h.feats[h.row_slices[1]]
     g = grids[1]
     assert g.resolution == 64 and g.coords.shape[1] == 3
-    assert torch.equal(g.coords, h.coords[h.layout[1], 1:])
+    assert torch.equal(g.coords, h.coords[h.row_slices[1], 1:])
     torch.testing.assert_close(g.vertex_offsets, 2 * torch.sigmoid(raw[:, :3]) - 0.5)
     assert (g.vertex_offsets >= -0.5).all() and (g.vertex_offsets <= 1.5).all()
     assert torch.equal(g.edge_flags, raw[:, 3:6] > 0)

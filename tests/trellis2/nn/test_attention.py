@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from know3d_cli.errors import BackendUnavailable, ConfigError
+from know3d_cli.errors import BackendUnavailable
 from know3d_cli.trellis2.nn import attention as attention_mod
 from know3d_cli.trellis2.nn.attention import (
     AttentionBackend,
@@ -28,7 +28,7 @@ def test_dense_attention_matches_explicit():
     gen = torch.Generator().manual_seed(0)
     q, k, v = (torch.randn(2, 5, 3, 8, generator=gen) for _ in range(3))
     k, v = k[:, :4], v[:, :4]  # different key length
-    out = dense_attention(q, k, v, "sdpa")
+    out = dense_attention(q, k, v, AttentionBackend.sdpa)
     assert out.shape == (2, 5, 3, 8)
     for b in range(2):
         torch.testing.assert_close(out[b].double(), softmax_attention(q[b], k[b], v[b]), atol=1e-5, rtol=1e-5)
@@ -43,7 +43,7 @@ def test_varlen_equals_per_sample_loop(q_lengths, kv_lengths):
     q = torch.randn(sum(q_lengths), heads, dim, generator=gen)
     k = torch.randn(sum(kv_lengths), heads, dim, generator=gen)
     v = torch.randn(sum(kv_lengths), heads, dim, generator=gen)
-    out = varlen_attention(q, k, v, q_lengths, kv_lengths, AttentionBackend.SDPA)
+    out = varlen_attention(q, k, v, q_lengths, kv_lengths, AttentionBackend.sdpa)
     qs, ks = 0, 0
     for nq, nk in zip(q_lengths, kv_lengths):
         want = softmax_attention(q[qs : qs + nq], k[ks : ks + nk], v[ks : ks + nk])
@@ -70,32 +70,29 @@ def test_cumulative_lengths():
 
 def test_backend_resolution(monkeypatch):
     cpu = torch.device("cpu")
-    assert resolve_attention_backend("auto", cpu, torch.float32) is AttentionBackend.SDPA
-    assert resolve_attention_backend("sdpa", cpu, torch.bfloat16) is AttentionBackend.SDPA
-    with pytest.raises(ConfigError):
-        resolve_attention_backend("xformers", cpu, torch.float32)
+    assert resolve_attention_backend(AttentionBackend.auto, cpu, torch.float32) is AttentionBackend.sdpa
+    assert resolve_attention_backend(AttentionBackend.sdpa, cpu, torch.bfloat16) is AttentionBackend.sdpa
 
     monkeypatch.setattr(attention_mod, "_flash_attn_module", lambda: None)
     with pytest.raises(BackendUnavailable, match="flash-attn"):
-        resolve_attention_backend("flash_attn", torch.device("cuda"), torch.bfloat16)
-    assert resolve_attention_backend("auto", torch.device("cuda"), torch.bfloat16) is AttentionBackend.SDPA
+        resolve_attention_backend(AttentionBackend.flash_attn, torch.device("cuda"), torch.bfloat16)
+    cuda, auto, sdpa = torch.device("cuda"), AttentionBackend.auto, AttentionBackend.sdpa
+    assert resolve_attention_backend(auto, cuda, torch.bfloat16) is sdpa
 
     monkeypatch.setattr(attention_mod, "_flash_attn_module", lambda: object())
-    assert resolve_attention_backend("auto", torch.device("cuda"), torch.bfloat16) is AttentionBackend.FLASH_ATTN
-    assert resolve_attention_backend("auto", torch.device("cuda"), torch.float32) is AttentionBackend.SDPA
-    assert resolve_attention_backend("auto", cpu, torch.bfloat16) is AttentionBackend.SDPA
+    assert resolve_attention_backend(auto, cuda, torch.bfloat16) is AttentionBackend.flash_attn
+    assert resolve_attention_backend(auto, cuda, torch.float32) is sdpa
+    assert resolve_attention_backend(AttentionBackend.auto, cpu, torch.bfloat16) is AttentionBackend.sdpa
     with pytest.raises(BackendUnavailable):
-        resolve_attention_backend("flash_attn", cpu, torch.bfloat16)
+        resolve_attention_backend(AttentionBackend.flash_attn, cpu, torch.bfloat16)
 
 
 def test_set_attention_backend_on_layers():
-    from know3d_cli.trellis2.nn.transformer_block import CrossAttention, SelfAttention
+    from know3d_cli.trellis2.nn import CrossAttention, SelfAttention
 
     module = torch.nn.ModuleList([SelfAttention(16, 2, True), CrossAttention(16, 8, 2, True)])
-    set_attention_backend(module, "sdpa")
-    assert all(layer.attention_backend is AttentionBackend.SDPA for layer in module)
-    with pytest.raises(ConfigError):
-        set_attention_backend(module, "nope")
+    set_attention_backend(module, AttentionBackend.sdpa)
+    assert all(layer.attention_backend is AttentionBackend.sdpa for layer in module)
 
 
 @pytest.mark.gpu
@@ -105,11 +102,12 @@ def test_flash_attn_matches_sdpa():
     gen = torch.Generator(device="cuda").manual_seed(0)
     lengths = [37, 100, 5]
     q, k, v = (torch.randn(sum(lengths), 4, 64, generator=gen, device="cuda", dtype=torch.bfloat16) for _ in range(3))
-    ref = varlen_attention(q, k, v, lengths, lengths, "sdpa")
-    fast = varlen_attention(q, k, v, lengths, lengths, "flash_attn")
+    ref = varlen_attention(q, k, v, lengths, lengths, AttentionBackend.sdpa)
+    fast = varlen_attention(q, k, v, lengths, lengths, AttentionBackend.flash_attn)
     torch.testing.assert_close(fast.float(), ref.float(), atol=2e-2, rtol=2e-2)
     qd, kd, vd = (t[:36].reshape(2, 18, 4, 64) for t in (q, k, v))
     torch.testing.assert_close(
-        dense_attention(qd, kd, vd, "flash_attn").float(), dense_attention(qd, kd, vd, "sdpa").float(),
+        dense_attention(qd, kd, vd, AttentionBackend.flash_attn).float(),
+        dense_attention(qd, kd, vd, AttentionBackend.sdpa).float(),
         atol=2e-2, rtol=2e-2,
     )

@@ -10,6 +10,7 @@ from know3d_cli.trellis2.sparse import (
     channel_to_spatial,
     child_offsets,
     coarsen,
+    neighbor_map,
     spatial_to_channel,
     subdivide,
 )
@@ -49,14 +50,14 @@ def test_two_voxels_ordered_by_parent_then_child_with_a_fresh_cache():
     feats = torch.stack([torch.arange(8.0), 100 + torch.arange(8.0)])  # 1 channel per child
     coords = torch.tensor([[0, 5, 0, 1], [1, 0, 7, 0]], dtype=torch.int32)
     x = SparseTensor(feats, coords)
-    x.cache["marker"] = True
+    assert neighbor_map(x).shape == (2, 27) and x.cache.neighbors is not None
     mask = torch.zeros(2, 8, dtype=torch.bool)
     mask[0, [6, 1]] = True
     mask[1, [0, 4]] = True
     y = channel_to_spatial(x, mask)
     assert y.coords.tolist() == [[0, 11, 0, 2], [0, 10, 1, 3], [1, 0, 14, 0], [1, 0, 14, 1]]
     assert y.feats[:, 0].tolist() == [1, 6, 100, 104]
-    assert "marker" not in y.cache and y.batch_size == 2 and y.counts == [2, 2]
+    assert y.cache is not x.cache and y.cache.neighbors is None and y.batch_size == 2 and y.lengths == [2, 2]
 
 
 def test_plan_serves_several_feature_tensors_and_empty_masks():
@@ -91,7 +92,7 @@ def test_coarsen_hand_built_cell_and_zero_filled_children():
     expected[0, 2 * 4: 2 * 4 + 2] = torch.tensor([4.0, 40.0])  # (2, 4, 7) is child 4
     expected[1, 2 * 1: 2 * 1 + 2] = torch.tensor([7.0, 70.0])  # (1, 0, 0) is child 1 of (0, 0, 0)
     assert torch.equal(y.feats, expected)
-    assert y.batch_size == 2 and y.counts == [1, 1]
+    assert y.batch_size == 2 and y.lengths == [1, 1]
 
 
 def test_coarsen_inverts_subdivide_and_gather():

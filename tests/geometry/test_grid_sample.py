@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from know3d_cli.trellis2.mesh import VoxelIndex, grid_sample_3d
+from know3d_cli.geometry import VoxelIndex, grid_sample_3d
 
 
 def dense_volume(resolution: int, channels: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -1,4 +1,5 @@
-"""What TRELLIS.2 hands to export: a mesh in TRELLIS.2's frame, optionally with PBR voxels."""
+"""The generated asset: a mesh in TRELLIS.2's frame, optionally with PBR voxels (made by TRELLIS.2, written by
+export)."""
 
 from __future__ import annotations
 
