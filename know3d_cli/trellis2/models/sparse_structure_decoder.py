@@ -8,12 +8,14 @@ occupied where the logit is > 0.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ...errors import CheckpointError
+from ..nn.precision import BlockPrecision
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +86,7 @@ class Upsample3d(nn.Module):
         return pixel_shuffle_3d(self.conv(x))
 
 
-class SparseStructureDecoder(nn.Module):
+class SparseStructureDecoder(BlockPrecision, nn.Module):
     """Dense decoder of the stage-1 latent to occupancy logits.
 
     `input_layer` Conv3d(latent -> channels[0]) -> `middle_block`: `num_res_blocks_middle` ResBlock3d ->
@@ -92,9 +94,9 @@ class SparseStructureDecoder(nn.Module):
     (channels[l] -> channels[l+1], x2) -> `out_layer` = [ChannelLayerNorm3d, SiLU, Conv3d(channels[-1] -> out)].
     The released decoder ([512, 128, 32]) has `blocks.2` and `blocks.5` as its Upsample3d.
 
-    Precision: parameters are created in fp32. `convert_to_fp16()` is the reference `use_fp16` recipe for GPUs:
-    the Conv3d weights of `middle_block` and `blocks` in fp16, `input_layer`, `out_layer` and every norm in fp32
-    (norms compute in fp32 anyway). On CPU keep everything fp32.
+    Precision (`BlockPrecision`): parameters are created in fp32. `convert_to_fp16()` is the reference `use_fp16`
+    recipe for GPUs: the Conv3d weights of `middle_block` and `blocks` in fp16, `input_layer`, `out_layer` and every
+    norm in fp32 (norms compute in fp32 anyway). On CPU keep everything fp32.
 
     Args (names as in the checkpoint json):
         out_channels: logit channels (1).
@@ -148,26 +150,8 @@ class SparseStructureDecoder(nn.Module):
         """Output side / latent side (4 for the released decoder)."""
         return SHUFFLE ** (len(self.channels) - 1)
 
-    @property
-    def blocks_dtype(self) -> torch.dtype:
-        """dtype the middle and level blocks compute in (that of their conv weights)."""
-        for module in (*self.middle_block.modules(), *self.blocks.modules()):
-            if isinstance(module, nn.Conv3d):
-                return module.weight.dtype
-        return self.input_layer.weight.dtype
-
-    def convert_to_fp16(self) -> None:
-        """The reference `use_fp16` recipe: Conv3d weights of `middle_block` and `blocks` in fp16."""
-        self._convert_blocks(torch.float16)
-
-    def convert_to_fp32(self) -> None:
-        """Everything fp32 (CPU, or exact reference numerics)."""
-        self._convert_blocks(torch.float32)
-
-    def _convert_blocks(self, dtype: torch.dtype) -> None:
-        for module in (*self.middle_block.modules(), *self.blocks.modules()):
-            if isinstance(module, nn.Conv3d):
-                module.to(dtype)
+    def _block_layers(self) -> Iterator[nn.Module]:
+        return (m for m in (*self.middle_block.modules(), *self.blocks.modules()) if isinstance(m, nn.Conv3d))
 
     # --------------------------------------------------------------------------------------------- forward
     def forward(self, x: torch.Tensor) -> torch.Tensor:

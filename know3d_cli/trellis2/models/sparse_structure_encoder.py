@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ...errors import CheckpointError
-from .block_precision import BlockPrecision
+from ..nn.precision import BlockPrecision
 from .latent_posterior import LatentPosterior
 from .sparse_structure_decoder import ChannelLayerNorm3d, ResBlock3d
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from typing import Any
 
-import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ...errors import ConfigError
+from ..nn.precision import BlockPrecision
 from ..sparse.conv import SubMConv3d
 from ..sparse.tensor import SparseTensor
 from .sparse_c2s_block import SparseResBlockC2S3d
@@ -23,17 +24,17 @@ _CONVNEXT_ARGS = frozenset({"mlp_ratio", "use_checkpoint"})
 _C2S_ARGS = frozenset({"use_checkpoint"})
 
 
-class SparseUnetVaeDecoder(nn.Module):
+class SparseUnetVaeDecoder(BlockPrecision, nn.Module):
     """Structured latent (N, latent_channels) on the latent grid -> (M, out_channels) on a 2^L times finer grid.
 
     `from_latent` Linear -> for each level i: `num_blocks[i]` SparseConvNeXtBlock3d(model_channels[i]) and, except
     at the last level, one SparseResBlockC2S3d(model_channels[i] -> model_channels[i+1]) at `blocks.{i}.{num_blocks[i]}`
     -> parameter-free LayerNorm (eps 1e-5) -> `output_layer` Linear.
 
-    Precision: `from_latent`, the final LayerNorm and `output_layer` run in their own dtype (fp32); the blocks run
-    in the dtype of their weights. Parameters are created in fp32; `convert_to_fp16()` reproduces the reference's
-    `use_fp16` recipe (Linear and conv weights of the blocks in fp16, LayerNorms kept and computed in fp32). On CPU
-    keep everything fp32.
+    Precision (`BlockPrecision`): `from_latent`, the final LayerNorm and `output_layer` run in their own dtype
+    (fp32); the blocks run in the dtype of their weights. Parameters are created in fp32; `convert_to_fp16()`
+    reproduces the reference's `use_fp16` recipe (Linear and conv weights of the blocks in fp16, LayerNorms kept and
+    computed in fp32). On CPU keep everything fp32.
 
     Args (names as in the checkpoint json):
         out_channels: features per output voxel (6 for the texture decoder).
@@ -96,25 +97,11 @@ class SparseUnetVaeDecoder(nn.Module):
         """Number of x2 channel-to-spatial levels (4 in the released decoders)."""
         return len(self.blocks) - 1
 
-    @property
-    def blocks_dtype(self) -> torch.dtype:
-        """Dtype the blocks compute in (that of their Linear / conv weights)."""
-        for module in self.blocks.modules():
-            if isinstance(module, (nn.Linear, SubMConv3d)):
-                return module.weight.dtype
-        return self.from_latent.weight.dtype
+    def _block_layers(self) -> Iterator[nn.Module]:
+        return (m for m in self.blocks.modules() if isinstance(m, (nn.Linear, SubMConv3d)))
 
-    def convert_to_fp16(self) -> None:
-        """The reference `use_fp16` recipe: block Linear / conv weights in fp16, everything else fp32."""
-        self._convert_blocks(torch.float16)
-
-    def convert_to_fp32(self) -> None:
-        self._convert_blocks(torch.float32)
-
-    def _convert_blocks(self, dtype: torch.dtype) -> None:
-        for module in self.blocks.modules():
-            if isinstance(module, (nn.Linear, SubMConv3d)):
-                module.to(dtype)
+    def _entry_layer(self) -> nn.Module:
+        return self.from_latent
 
     # --------------------------------------------------------------------------------------------- forward
     def _run_levels(

@@ -25,9 +25,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...errors import ConfigError
+from ..nn.precision import BlockPrecision
 from ..sparse.conv import SubMConv3d
 from ..sparse.tensor import SparseTensor
-from .block_precision import BlockPrecision
 from .latent_posterior import LatentPosterior
 from .sparse_convnext_block import SparseConvNeXtBlock3d
 from .sparse_s2c_block import SparseResBlockS2C3d
