@@ -209,6 +209,8 @@ def validate_train(cfg: TrainConfig) -> None:
     if cfg.adapter.proj_channels % 4:
         raise ConfigError(f"invalid value {cfg.adapter.proj_channels} for train.adapter.proj_channels; expected a "
                           "multiple of 4 (2-D sin-cos position embedding)")
+    if cfg.validation.steps is not None and cfg.validation.steps < 1:
+        raise ConfigError(f"invalid value {cfg.validation.steps!r} for train.validation.steps; expected >= 1 or null")
     if cfg.max_tokens is not None and cfg.max_tokens < 1:
         raise ConfigError(f"invalid value {cfg.max_tokens!r} for train.max_tokens; expected >= 1 or null")
     if cfg.from_scratch and cfg.trainable != Trainable.flow:

@@ -31,6 +31,7 @@ def test_stage_recipes_follow_the_released_training_configs():
     ("train.distributed=fsdp", "train.distributed"),
     ("train.accumulation=3", "train.accumulation"),
     ("train.steps=0", "train.steps"),
+    ("train.validation.steps=0", "train.validation.steps"),
 ])
 def test_bad_values_name_their_key(override, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")) as info:
