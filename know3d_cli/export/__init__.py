@@ -1,6 +1,6 @@
 """Asset export: GLB with baked PBR textures, OBJ and PLY (writers return bytes; they never touch disk)."""
 
 from .glb import to_glb
-from .mesh_formats import FORMATS, encode_mesh, to_obj, to_ply
+from .mesh_formats import FORMATS, EncodedMesh, encode_mesh, to_obj, to_ply
 
-__all__ = ["FORMATS", "encode_mesh", "to_glb", "to_obj", "to_ply"]
+__all__ = ["FORMATS", "EncodedMesh", "encode_mesh", "to_glb", "to_obj", "to_ply"]

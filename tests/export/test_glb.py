@@ -250,8 +250,10 @@ def test_trimesh_reads_the_pbr_material(textured_glbs):
 
 
 def test_encode_mesh_dispatches_glb(red_sphere, textured_glbs):
-    data, extension = encode_mesh(red_sphere, textured_config("png", format="glb"))
-    assert extension == "glb" and data == textured_glbs["png"][0]  # same bytes: export is deterministic
+    encoded = encode_mesh(red_sphere, textured_config("png", format="glb"))
+    assert encoded.extension == "glb" and encoded.data == textured_glbs["png"][0]  # export is deterministic
+    mesh = trimesh.load(io.BytesIO(encoded.data), file_type="glb", force="mesh", process=False)
+    assert (encoded.vertices, encoded.faces) == (len(mesh.vertices), len(mesh.faces))  # what the file holds
 
 
 @pytest.mark.parametrize(

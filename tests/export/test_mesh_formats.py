@@ -35,10 +35,11 @@ def test_formats_are_listed():
 
 @pytest.mark.parametrize("file_type", ["obj", "ply"])
 def test_round_trip_keeps_geometry_in_gltf_axes(blob, file_type):
-    data, extension = encode_mesh(blob, ExportConfig(format=file_type, faces=100_000))
-    assert extension == file_type
-    mesh = load(data, file_type)
+    encoded = encode_mesh(blob, ExportConfig(format=file_type, faces=100_000))
+    assert encoded.extension == file_type
+    mesh = load(encoded.data, file_type)
     assert mesh.faces.shape == tuple(blob.faces.shape)  # below the target: not decimated
+    assert (encoded.vertices, encoded.faces) == (len(mesh.vertices), len(mesh.faces))
     assert mesh.is_watertight and mesh.is_winding_consistent
     assert mesh.volume > 0  # the axis change is a rotation: faces still point out
     np.testing.assert_allclose(mesh.center_mass, (0.1, 0.3, -0.2), atol=0.01)
@@ -68,7 +69,7 @@ def test_ply_carries_rgba_vertex_colours(blob):
 @pytest.mark.parametrize("file_type", ["obj", "ply"])
 def test_untextured_asset_has_no_colours(blob, file_type):
     plain = dataclasses.replace(blob, voxel_coords=None, voxel_attrs=None)
-    data, _ = encode_mesh(plain, ExportConfig(format=file_type))
+    data = encode_mesh(plain, ExportConfig(format=file_type)).data
     if file_type == "obj":
         first_vertex = next(line for line in data.decode("utf-8").splitlines() if line.startswith("v "))
         assert len(first_vertex.split()) == 4
@@ -80,7 +81,7 @@ def test_untextured_asset_has_no_colours(blob, file_type):
 @pytest.mark.parametrize("file_type", ["obj", "ply"])
 def test_decimation_meets_the_face_target(red_sphere, file_type):
     target = 500
-    data, _ = encode_mesh(red_sphere, ExportConfig(format=file_type, faces=target))
+    data = encode_mesh(red_sphere, ExportConfig(format=file_type, faces=target)).data
     mesh = load(data, file_type)
     assert 0.8 * target <= mesh.faces.shape[0] <= target
     assert mesh.volume > 0
