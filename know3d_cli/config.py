@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
 from enum import Enum
@@ -25,6 +25,8 @@ logger = logging.getLogger(__name__)
 MODES = ("auto", "know3d", "multiview", "trellis")
 PREVIEWS = ("x0", "full", "none")
 PIPELINE_TYPES = ("ss", "512", "1024", "1024_cascade", "1536_cascade")
+MAX_SEED = 2**63 - 1  # seeds are integers in [0, MAX_SEED] (--seed, seed=, a manifest's seed column)
+_DEVICE = re.compile(r"auto|cpu|cuda(:[0-9]+)?")
 
 
 # ------------------------------------------------------------------------------------ models
@@ -228,11 +230,31 @@ def validate(cfg: Know3dConfig) -> None:
         ("preprocess.threshold_tolerance", cfg.preprocess.threshold_tolerance, 0.0, 1.0),
         ("preprocess.alpha_cutoff", cfg.preprocess.alpha_cutoff, 0.0, 1.0),
     ]
+    ranges += [
+        ("preprocess.max_side", cfg.preprocess.max_side, 1, 1_000_000),
+        ("preprocess.max_pixels", cfg.preprocess.max_pixels, 1, 10**12),
+        ("preprocess.min_foreground", cfg.preprocess.min_foreground, 0.0, 1.0),
+        ("mllm.max_new_tokens", cfg.mllm.max_new_tokens, 1, 100_000),
+        ("mllm.image_side", cfg.mllm.image_side, 16, 16384),
+        ("editor.true_cfg_scale", cfg.editor.true_cfg_scale, 0.0, 1000.0),
+        ("trellis2.max_num_tokens", cfg.trellis2.max_num_tokens, 1, 10**9),
+    ]
+    if cfg.editor.condition_area is not None:
+        ranges.append(("editor.condition_area", cfg.editor.condition_area, 256, 10**9))
+    if cfg.seed is not None:
+        ranges.append(("seed", cfg.seed, 0, MAX_SEED))
+    for stage in ("ss", "shape", "tex"):  # null = the value from pipeline.json
+        sampler: SamplerConfig = getattr(cfg.trellis2, stage)
+        for name, lo, hi in (("steps", 1, 1000), ("guidance_strength", 0.0, 1000.0), ("guidance_rescale", 0.0, 1.0),
+                             ("rescale_t", 1e-6, 1000.0)):
+            if getattr(sampler, name) is not None:
+                ranges.append((f"trellis2.{stage}.{name}", getattr(sampler, name), lo, hi))
     for key, value, lo, hi in ranges:
         if not lo <= value <= hi:
             raise ConfigError(f"invalid value {value!r} for {key}; expected a number in [{lo}, {hi}]")
-    if cfg.runtime.device != "auto" and not (cfg.runtime.device == "cpu" or cfg.runtime.device.startswith("cuda")):
-        raise ConfigError(f"invalid value {cfg.runtime.device!r} for runtime.device; expected auto, cpu, cuda or cuda:N")
+    if not _DEVICE.fullmatch(cfg.runtime.device):
+        raise ConfigError(f"invalid value {cfg.runtime.device!r} for runtime.device; expected auto, cpu, cuda or cuda:N "
+                          "(N = 0, 1, ...)")
 
 
 E = TypeVar("E", bound=Enum)
@@ -248,12 +270,25 @@ def parse_choice(choices: type[E], value: E | str, key: str) -> E:
 
 
 def to_container(cfg: Know3dConfig) -> dict[str, Any]:
-    """The resolved config as plain JSON-ready data (for metadata.json and `config show`)."""
-    return OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)  # type: ignore[return-value]
+    """The config as plain JSON-ready data (for metadata.json and `config show`).
+
+    Not through OmegaConf: `cfg` is already resolved, and values are data (a back text may contain `${...}`).
+    """
+    return _plain(asdict(cfg))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    return value.value if isinstance(value, Enum) else value
 
 
 def to_yaml(cfg: Know3dConfig) -> str:
-    return OmegaConf.to_yaml(OmegaConf.structured(cfg))
+    import yaml
+
+    return yaml.safe_dump(to_container(cfg), sort_keys=False, allow_unicode=True, default_flow_style=False)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -275,5 +310,5 @@ def _one_line(exc: BaseException) -> str:
 __all__ = [
     "AdapterConfig", "EditorConfig", "ExportConfig", "Know3dConfig", "MllmConfig", "ModelSpec",
     "ModelsConfig", "PreprocessConfig", "RuntimeConfig", "SamplerConfig", "TapConfig", "Trellis2Config",
-    "config_dir", "load_config", "parse_choice", "to_container", "to_yaml", "validate",
+    "MAX_SEED", "config_dir", "load_config", "parse_choice", "to_container", "to_yaml", "validate",
 ]

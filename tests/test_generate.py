@@ -176,10 +176,10 @@ def test_batch_interrupted_writes_summary_and_exits_130(run_cli, tiny_root, tmp_
     manifest.write_text("image\na.png\nb.png\nc.png\n", encoding="utf-8")
     real_run = Know3dPipeline.run
 
-    def run_then_interrupt(self, job, out_root):
+    def run_then_interrupt(self, job, out_root, **kwargs):
         if job.id == "b":
             raise KeyboardInterrupt
-        return real_run(self, job, out_root)
+        return real_run(self, job, out_root, **kwargs)
 
     monkeypatch.setattr(Know3dPipeline, "run", run_then_interrupt)
     out = tmp_path / "out"
