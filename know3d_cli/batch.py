@@ -166,11 +166,13 @@ def _run_row(row: ManifestRow, pipeline: Know3dPipeline, cfg: Know3dConfig, out:
 def _finished(job: AssetJob, pipeline: Know3dPipeline, out: Path) -> bool:
     """A complete output for the same inputs and config exists (the folder only ever appears complete)."""
     meta = metadata.read(out / job.id / metadata.METADATA_FILE)
-    if meta is None or not job.image.is_file():
+    if meta is None:
         return False
     try:
+        if not job.image.is_file():
+            return False
         sha256 = file_sha256(job.image)
-    except Know3dError:
+    except (OSError, Know3dError):  # the run itself reports what is wrong with the image
         return False
     if meta.get("key") != pipeline.expected_key(job, sha256):
         return False

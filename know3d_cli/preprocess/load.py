@@ -119,11 +119,15 @@ def decode_image(data: bytes, path: Path, cfg: PreprocessConfig, warnings_out: l
             one-line message names the path and the problem.
     """
     path = Path(path)
-    with _pixel_limit(cfg.max_pixels), io.BytesIO(data) as fh:
+    with _pixel_limit(cfg.max_pixels), _decoder_warnings_logged(path), io.BytesIO(data) as fh:
         im = _open(fh, path, cfg)
         with im:
             _check_size(im.size, path, cfg)
-            frames = getattr(im, "n_frames", 1)
+            try:
+                frames = getattr(im, "n_frames", 1)  # counting frames walks the file: damage can surface here
+            except Exception as exc:
+                raise InputError(f"input image {path} is truncated or corrupt ({_reason(exc)}); "
+                                 "re-export or re-download it") from exc
             if frames > 1:
                 message = f"{path} is animated ({frames} frames); only its first frame is used"
                 logger.warning(message)
@@ -140,6 +144,18 @@ def decode_image(data: bytes, path: Path, cfg: PreprocessConfig, warnings_out: l
                                  "re-export or re-download it") from exc
             out = _to_rgb_or_rgba(_exif_transpose(im, path), path)
             return out.copy() if out is im else out  # closing `im` frees its pixels
+
+
+@contextmanager
+def _decoder_warnings_logged(path: Path) -> Iterator[None]:
+    """PIL's warnings about damaged files become debug logs (the outcome is an image or one `InputError` line)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            yield
+        finally:
+            for warning in caught:
+                logger.debug("%s: %s", path, warning.message)
 
 
 @contextmanager
