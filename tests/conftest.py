@@ -83,6 +83,26 @@ def forked(target: Callable[[], object], *, stdout: Path | None = None, stderr: 
         os._exit(code)
 
 
+def simulate_disk_full(monkeypatch, folder: Path) -> None:
+    """Make every file under `folder` fail with ENOSPC when flushed to disk (`os.fsync`), as on a full filesystem."""
+    import errno
+
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        if os.readlink(f"/proc/self/fd/{fd}").startswith(str(folder)):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+
+
+@pytest.fixture
+def disk_full() -> Callable[..., None]:
+    """`disk_full(monkeypatch, folder)`: see `simulate_disk_full`."""
+    return simulate_disk_full
+
+
 @pytest.fixture
 def fork() -> Callable[..., int]:
     """`fork(target, stdout=..., stderr=...)` -> pid: see `forked`."""

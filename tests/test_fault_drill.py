@@ -152,7 +152,7 @@ def _mount_full_tmpfs(path: Path) -> bool:
 
 
 @pytest.fixture
-def full_disk(tmp_path, monkeypatch):
+def full_disk(tmp_path, monkeypatch, disk_full):
     """A folder on a full filesystem: a small tmpfs where the test can mount one, otherwise a folder whose file
     writes fail with ENOSPC when flushed to disk."""
     path = tmp_path / "full"
@@ -163,14 +163,7 @@ def full_disk(tmp_path, monkeypatch):
         subprocess.run(["umount", str(path)], timeout=30)
         raise
     if not mounted:
-        real_fsync = os.fsync
-
-        def fsync(fd: int) -> None:
-            if os.readlink(f"/proc/self/fd/{fd}").startswith(str(path)):
-                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-            real_fsync(fd)
-
-        monkeypatch.setattr(os, "fsync", fsync)
+        disk_full(monkeypatch, path)
     yield path
     if mounted:
         subprocess.run(["umount", str(path)], check=True, timeout=30)

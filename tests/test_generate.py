@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import errno
 import json
 import os
 import signal
@@ -339,17 +338,6 @@ def _id_is_a_foreign_folder(path: Path) -> None:
     (path.parent / "out" / "in" / "notes.txt").write_text("mine")
 
 
-def _disk_full(monkeypatch, out: Path) -> None:
-    real_fsync = os.fsync
-
-    def fsync(fd: int) -> None:
-        if os.readlink(f"/proc/self/fd/{fd}").startswith(str(out)):
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        real_fsync(fd)
-
-    monkeypatch.setattr(os, "fsync", fsync)
-
-
 def _raises(exc: BaseException):
     def patch(monkeypatch, out: Path) -> None:
         from know3d_cli import preprocess
@@ -362,10 +350,11 @@ def _raises(exc: BaseException):
     return patch
 
 
-EARLY = True  # the case must fail before any model loads (a loaded model fails the test)
+EARLY = "early"  # the case must fail before any model loads (a loaded model fails the test)
+DISK_FULL = "disk full"  # every file written under --out fails with ENOSPC
 BAD_INPUTS = [
-    # (case, make the input or None, extra arguments, exit code, words the one-line error must contain, early or a
-    #  patch(monkeypatch, out) that breaks the run)
+    # (case, make the input or None, extra arguments, exit code, words the one-line error must contain,
+    #  EARLY, DISK_FULL or a patch(monkeypatch, out) that breaks the run)
     ("missing file", None, [], EXIT_MISSING, "not found", EARLY),
     ("directory", _directory, [], EXIT_MISSING, "directory", EARLY),
     ("non-image file", _text, [], EXIT_MISSING, "image", EARLY),
@@ -393,15 +382,15 @@ BAD_INPUTS = [
     ("asset id too long", photo, ["--id", "é" * 120], EXIT_USAGE, "too long", EARLY),
     ("<out>/<id> is a file", _id_is_a_file, [], EXIT_USAGE, "not a folder", EARLY),
     ("<out>/<id> holds other files", _id_is_a_foreign_folder, [], EXIT_USAGE, "notes.txt", EARLY),
-    ("disk full while writing", photo, [], EXIT_RUNTIME, "No space left on device", _disk_full),
+    ("disk full while writing", photo, [], EXIT_RUNTIME, "No space left on device", DISK_FULL),
     ("unexpected error", photo, [], EXIT_RUNTIME, "unexpected RuntimeError: boom", _raises(RuntimeError("boom"))),
     ("ctrl-c", photo, [], EXIT_INTERRUPTED, "interrupted", _raises(KeyboardInterrupt())),
 ]
 
 
 @pytest.mark.parametrize("case,make,extra,code,needle,fault", BAD_INPUTS, ids=[c[0] for c in BAD_INPUTS])
-def test_bad_input_is_one_line_with_exit_code_and_no_output(run_cli, tiny_root, tmp_path, monkeypatch, case, make,
-                                                            extra, code, needle, fault):
+def test_bad_input_is_one_line_with_exit_code_and_no_output(run_cli, tiny_root, tmp_path, monkeypatch, disk_full, case,
+                                                            make, extra, code, needle, fault):
     image = tmp_path / "in.png"
     out = tmp_path / "out"
     out.mkdir()
@@ -409,8 +398,10 @@ def test_bad_input_is_one_line_with_exit_code_and_no_output(run_cli, tiny_root, 
     if make is not None:
         make(image)
     before = {name: (out / name).read_bytes() for name in asset_files(out) if (out / name).is_file()}
-    if fault is EARLY:
+    if fault == EARLY:
         _fail_if_a_model_loads(monkeypatch)
+    elif fault == DISK_FULL:
+        disk_full(monkeypatch, out)
     else:
         fault(monkeypatch, out)
     overrides = tiny(tiny_root, "mode=trellis", "trellis2.pipeline_type=ss", "trellis2.ss.steps=1", "export.faces=2000")
