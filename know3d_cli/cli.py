@@ -139,7 +139,7 @@ def _interruptible(command: Callable[..., None]) -> Callable[..., None]:
         try:
             command(*args, **kwargs)
         except KeyboardInterrupt:
-            raise Interrupted("interrupted; nothing of an unfinished asset was written") from None
+            raise Interrupted("interrupted (Ctrl-C); nothing half-written was kept") from None
 
     return run
 
@@ -263,6 +263,7 @@ def models_list(overrides: OverridesArg = None) -> None:
 
 
 @models_app.command("pull")
+@_interruptible
 def models_pull(
     names: Annotated[Optional[list[str]], typer.Argument(help="Model names (default: all the run needs); "
                                                               "key=value arguments are overrides.",
