@@ -119,7 +119,10 @@ class AssetLock:
             raise RuntimeError(f"lock on {self.path} is already held")
         while True:
             try:
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+                try:
+                    fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+                except PermissionError:  # another user's lock file: flock works on a read-only descriptor too
+                    fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
             except OSError as exc:
                 raise OutputError(f"cannot create the lock file {self.path} ({exc.strerror or exc}); "
                                   "choose another --out") from exc
