@@ -75,8 +75,9 @@ def run_batch(manifest: Path, out: Path, cfg: Know3dConfig, *, resume: bool = Tr
     pipeline = Know3dPipeline(cfg, progress=progress, keep_models=True)  # checks models and settings, loads none
     with ResultsLog(results_path) as results:  # created now, so even a header-only manifest leaves one
 
-        def finish(outcome: _Outcome) -> str | None:
-            """Count, print and append an item's line; a reason to stop the batch, or None."""
+        def finish(outcome: _Outcome) -> bool:
+            """Count, print and append an item's line; True when the batch must stop."""
+            nonlocal stopped
             event = outcome.event
             counts[event["status"]] += 1
             emit(event)
@@ -84,21 +85,24 @@ def run_batch(manifest: Path, out: Path, cfg: Know3dConfig, *, resume: bool = Tr
             try:
                 results.append({**event, "run": run_id})
             except WriteFailure as exc:
-                return str(exc)
+                stopped = str(exc)
+                return True
+            if outcome.stop is not None:
+                stopped = outcome.stop
+                return True
             if fail_fast and event["status"] == "failed":
                 logger.warning("--fail-fast: stopping after the first failure")
-                return ""
-            return outcome.stop
+                return True
+            return False
 
         try:
             clean_stale(out)
             progress.items(len(rows))
             deferred: list[ManifestRow] = []
-            reason = None
+            stop = False
             for row in rows:
-                current = row
                 if row.error:
-                    reason = finish(_failed(row, row.error, "bad_input"))
+                    stop = finish(_failed(row, row.error, "bad_input"))
                 else:
                     lock = AssetLock(out, row.id)
                     if not lock.acquire(blocking=False):
@@ -107,19 +111,21 @@ def run_batch(manifest: Path, out: Path, cfg: Know3dConfig, *, resume: bool = Tr
                         deferred.append(row)
                         continue
                     try:
-                        reason = finish(_run_row(row, pipeline, cfg, out, resume, debug))
+                        current = row
+                        outcome = _run_row(row, pipeline, cfg, out, resume, debug)
+                        current = None
+                        stop = finish(outcome)
                     finally:
                         lock.release()
-                if reason is not None:
+                if stop:
                     break
-            for row in deferred if reason is None else []:
-                current = row
+            for row in [] if stop else deferred:
                 with AssetLock(out, row.id):  # another process had it: wait, then it is usually finished
-                    reason = finish(_run_row(row, pipeline, cfg, out, True, debug))
-                if reason is not None:
-                    break
-            current = None
-            stopped = reason or None
+                    current = row
+                    outcome = _run_row(row, pipeline, cfg, out, True, debug)
+                    current = None
+                    if finish(outcome):
+                        break
         except KeyboardInterrupt:
             interrupted = True
             if current is not None:
