@@ -408,9 +408,10 @@ def test_bad_input_is_one_line_with_exit_code_and_no_output(run_cli, tiny_root, 
     if any(e.startswith("models.tiny_root=") for e in extra):
         overrides = ["preset=tiny", "mode=trellis"]
     with _time_limit(120):  # a hang (a FIFO read) fails instead of blocking the suite
-        res = run_cli("generate", image, "--out", out, *overrides, *extra)
+        res = run_cli("generate", image, "--out", out, "--quiet", *overrides, *extra)
     assert res.code == code, res.stderr
     assert needle.lower() in _error_line(res.stderr).lower()
+    assert len(res.stderr.splitlines()) == 1, res.stderr  # the error line and nothing else
     assert res.stdout == ""
     after = {name: (out / name).read_bytes() for name in asset_files(out) if (out / name).is_file()}
     assert after == before  # no partial, temporary or lock file, nothing changed
