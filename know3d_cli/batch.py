@@ -1,9 +1,14 @@
-"""`know3d batch`: every row of a CSV manifest through one loaded pipeline, resumable, item by item."""
+"""`know3d batch`: every row of a CSV manifest through one loaded pipeline, resumable, item by item.
+
+Several batches may share one `--out` (other manifests, other machines on a shared filesystem): each item is
+generated under its `AssetLock`, so an item another process is generating is left for later, then waited for and
+found finished. Every item's line goes to `<out>/results.jsonl` while its lock is held (see `outputs.py`).
+"""
 
 from __future__ import annotations
 
-import json
 import logging
+import secrets
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,9 +16,10 @@ from typing import Any, Callable
 
 from . import metadata
 from .config import Know3dConfig
-from .errors import EXIT_BATCH_FAILURES, EXIT_INTERRUPTED, EXIT_OK, Know3dError
-from .io import atomic_write, ensure_writable_dir
+from .errors import EXIT_BATCH_FAILURES, EXIT_INTERRUPTED, EXIT_OK, EXIT_RUNTIME, Know3dError, WriteFailure
+from .io import ensure_writable_dir
 from .manifest import ManifestRow, read_manifest
+from .outputs import AssetLock, ResultsLog, clean_stale
 from .pipeline import AssetJob, Know3dPipeline
 from .preprocess import file_sha256
 from .progress import Progress
@@ -30,86 +36,150 @@ class BatchSummary:
     failed: int
     skipped: int
     interrupted: bool
+    stopped: str | None = None  # why the batch stopped before its end (e.g. the disk is full); None otherwise
 
     @property
     def exit_code(self) -> int:
         if self.interrupted:
             return EXIT_INTERRUPTED
+        if self.stopped is not None:
+            return EXIT_RUNTIME
         return EXIT_BATCH_FAILURES if self.failed else EXIT_OK
 
     def event(self, results: Path) -> dict[str, Any]:
         return {"event": "summary", "total": self.total, "ok": self.ok, "failed": self.failed,
-                "skipped": self.skipped, "interrupted": self.interrupted, "results": str(results)}
+                "skipped": self.skipped, "interrupted": self.interrupted, "stopped": self.stopped,
+                "results": str(results)}
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    event: dict[str, Any]  # the item's line on stdout and in results.jsonl
+    stop: str | None = None  # set when no later item can succeed either (the output disk is full)
 
 
 def run_batch(manifest: Path, out: Path, cfg: Know3dConfig, *, resume: bool = True, fail_fast: bool = False,
               emit: Callable[[dict[str, Any]], None], progress: Progress | None = None,
               debug: bool = False) -> BatchSummary:
-    """Run every manifest row; each item succeeds or fails on its own. Ctrl-C ends after a clean summary."""
+    """Run every manifest row; each item succeeds or fails on its own. Ctrl-C or a full disk ends the batch after
+    a clean summary; finished items are kept and a re-run resumes."""
     rows = read_manifest(manifest)
     ensure_writable_dir(out)
     progress = progress or Progress(enabled=False)
-    pipeline = Know3dPipeline(cfg, progress=progress, keep_models=True)
     results_path = out / RESULTS_FILE
-    lines: list[str] = []
+    run_id = secrets.token_hex(6)
     counts = {"ok": 0, "failed": 0, "skipped": 0}
-    interrupted = False
-    progress.items(len(rows))
+    interrupted, stopped = False, None
+    current: ManifestRow | None = None
 
-    def record(event: dict[str, Any]) -> None:
-        counts[event["status"]] += 1
-        emit(event)
-        lines.append(json.dumps({**event, "line": event.get("line")}, ensure_ascii=False, default=str))
-        atomic_write(results_path, ("\n".join(lines) + "\n").encode("utf-8"))
-        progress.advance()
+    pipeline = Know3dPipeline(cfg, progress=progress, keep_models=True)  # checks models and settings, loads none
+    with ResultsLog(results_path) as results:  # created now, so even a header-only manifest leaves one
 
-    for row in rows:
+        def finish(outcome: _Outcome) -> bool:
+            """Count, print and append an item's line; True when the batch must stop."""
+            nonlocal stopped
+            event = outcome.event
+            counts[event["status"]] += 1
+            emit(event)
+            progress.advance()
+            try:
+                results.append({**event, "run": run_id})
+            except WriteFailure as exc:
+                stopped = str(exc)
+                return True
+            if outcome.stop is not None:
+                stopped = outcome.stop
+                return True
+            if fail_fast and event["status"] == "failed":
+                logger.warning("--fail-fast: stopping after the first failure")
+                return True
+            return False
+
         try:
-            event = _run_row(row, pipeline, cfg, out, resume, debug)
+            clean_stale(out)
+            progress.items(len(rows))
+            deferred: list[ManifestRow] = []
+            stop = False
+            for row in rows:
+                if row.error:
+                    stop = finish(_failed(row, row.error, "bad_input"))
+                else:
+                    lock = AssetLock(out, row.id)
+                    if not lock.acquire(blocking=False):
+                        logger.info("%s is being generated by another process (%s); coming back to it at the end",
+                                    row.id, lock.holder() or "unknown")
+                        deferred.append(row)
+                        continue
+                    try:
+                        current = row
+                        outcome = _run_row(row, pipeline, cfg, out, resume, debug)
+                        current = None
+                        stop = finish(outcome)
+                    finally:
+                        lock.release()
+                if stop:
+                    break
+            for row in [] if stop else deferred:
+                with AssetLock(out, row.id):  # another process had it: wait, then it is usually finished
+                    current = row
+                    outcome = _run_row(row, pipeline, cfg, out, True, debug)
+                    current = None
+                    if finish(outcome):
+                        break
         except KeyboardInterrupt:
             interrupted = True
-            logger.warning("interrupted: %s was not finished (nothing of it was written)", row.id or row.image)
-            break
-        record(event)
-        if fail_fast and event["status"] == "failed":
-            logger.warning("--fail-fast: stopping after the first failure")
-            break
-
-    summary = BatchSummary(len(rows), counts["ok"], counts["failed"], counts["skipped"], interrupted)
+            if current is not None:
+                logger.warning("interrupted: %s was not finished (nothing of it was written)",
+                               current.id or current.image)
+    if stopped:
+        logger.error("batch stopped: %s; finished assets are kept, run the batch again to resume", stopped)
+    summary = BatchSummary(len(rows), counts["ok"], counts["failed"], counts["skipped"], interrupted, stopped)
     emit(summary.event(results_path))
     return summary
 
 
+def _failed(row: ManifestRow, error: str, code: str) -> _Outcome:
+    return _Outcome({"event": "asset", "id": row.id, "line": row.line, "image": str(row.image), "status": "failed",
+                     "dir": None, "error": error, "code": code})
+
+
 def _run_row(row: ManifestRow, pipeline: Know3dPipeline, cfg: Know3dConfig, out: Path, resume: bool,
-             debug: bool) -> dict[str, Any]:
-    base = {"event": "asset", "id": row.id, "line": row.line, "image": str(row.image)}
-    if row.error:
-        return {**base, "status": "failed", "dir": None, "error": row.error}
+             debug: bool) -> _Outcome:
+    """One item, under its lock."""
     job = AssetJob(image=row.image, id=row.id, back=row.back if row.back is not None else cfg.back,
                    seed=row.seed if row.seed is not None else cfg.seed)
     if resume and _finished(job, pipeline, out):
         logger.info("%s: already finished with the same inputs and config, skipped", job.id)
-        return {**base, "status": "skipped", "dir": str(out / job.id), "error": None}
+        return _Outcome({"event": "asset", "id": row.id, "line": row.line, "image": str(row.image),
+                         "status": "skipped", "dir": str(out / job.id), "error": None})
     try:
-        result = pipeline.run(job, out)
+        result = pipeline.run(job, out, locked=True)
+    except WriteFailure as exc:
+        logger.error("%s: %s", job.id, exc)
+        return _Outcome(_failed(row, str(exc), exc.code).event,
+                        stop="the output disk is full" if exc.disk_full else None)
     except Know3dError as exc:
         logger.error("%s: %s", job.id, exc)
-        return {**base, "status": "failed", "dir": None, "error": str(exc), "code": exc.code}
+        return _failed(row, str(exc), exc.code)
     except Exception as exc:  # one broken item must not end the batch
         if debug:
             traceback.print_exc()
         logger.error("%s: unexpected %s: %s", job.id, type(exc).__name__, exc)
-        return {**base, "status": "failed", "dir": None, "error": f"{type(exc).__name__}: {exc}", "code": "internal"}
-    return {**result.event(), "line": row.line, "image": str(row.image)}
+        return _failed(row, f"{type(exc).__name__}: {exc}", "internal")
+    return _Outcome({**result.event(), "line": row.line, "image": str(row.image)})
 
 
 def _finished(job: AssetJob, pipeline: Know3dPipeline, out: Path) -> bool:
-    """A complete output for the same inputs and config exists (metadata.json is written last)."""
+    """A complete output for the same inputs and config exists (the folder only ever appears complete)."""
     meta = metadata.read(out / job.id / metadata.METADATA_FILE)
-    if meta is None or not job.image.is_file():
+    if meta is None:
         return False
-    if meta.get("key") != pipeline.expected_key(job, file_sha256(job.image)):
+    try:
+        if not job.image.is_file():
+            return False
+        sha256 = file_sha256(job.image)
+    except (OSError, Know3dError):  # the run itself reports what is wrong with the image
+        return False
+    if meta.get("key") != pipeline.expected_key(job, sha256):
         return False
     return all((out / job.id / name).is_file() for name in meta.get("files", []))
-
-

@@ -7,17 +7,21 @@ logs, warnings and progress go to stderr. Errors are one line on stderr with a d
 
 from __future__ import annotations
 
-import json
 import logging
+import os
 import sys
+from dataclasses import replace
 from enum import Enum
+from functools import partial, wraps
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any, Callable, Optional
 
 import typer
 
 from . import __version__
-from .errors import EXIT_INTERRUPTED, EXIT_USAGE, Know3dError, UsageError
+from .config import MAX_SEED
+from .errors import EXIT_INTERRUPTED, EXIT_RUNTIME, EXIT_USAGE, Interrupted, Know3dError, UsageError
+from .progress import Progress
 
 logger = logging.getLogger("know3d_cli")
 
@@ -74,7 +78,7 @@ Examples:
 def _setup(quiet: bool, debug: bool) -> None:
     _DEBUG["on"] = debug
     level = logging.DEBUG if debug else (logging.WARNING if quiet else logging.INFO)
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     handler.setFormatter(logging.Formatter("%(levelname)s %(message)s" if debug else "%(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
@@ -95,10 +99,30 @@ def _setup(quiet: bool, debug: bool) -> None:
         pass
 
 
-def emit(obj: dict[str, Any]) -> None:
+class _StderrHandler(logging.StreamHandler):
+    """Logs to whatever `sys.stderr` is at the time, so that the progress display can print them above its bars."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
+def emit(obj: dict[str, Any], progress: Progress | None = None) -> None:
     """Write one JSON object as one line on stdout (the only thing that ever goes there)."""
-    sys.stdout.write(json.dumps(obj, ensure_ascii=False, default=str) + "\n")
-    sys.stdout.flush()
+    from .metadata import dumps
+
+    line = dumps(obj) + "\n"
+    if progress is None:
+        sys.stdout.write(line)
+        sys.stdout.flush()
+        return
+    with progress.paused():
+        sys.stdout.write(line)
+        sys.stdout.flush()
 
 
 def _load(overrides: list[str]):
@@ -107,8 +131,22 @@ def _load(overrides: list[str]):
     return load_config(overrides)
 
 
+def _interruptible(command: Callable[..., None]) -> Callable[..., None]:
+    """Ctrl-C becomes `Interrupted` (one stderr line, exit 130); Typer would turn it into a silent exit 130."""
+
+    @wraps(command)
+    def run(*args: Any, **kwargs: Any) -> None:
+        try:
+            command(*args, **kwargs)
+        except KeyboardInterrupt:
+            raise Interrupted("interrupted (Ctrl-C); nothing half-written was kept") from None
+
+    return run
+
+
 # ------------------------------------------------------------------------------------ generate
 @app.command(epilog=GENERATE_EXAMPLES)
+@_interruptible
 def generate(
     image: Annotated[Path, typer.Argument(help="Photo of the object (PNG/JPEG/WebP...; alpha is used as the mask).",
                                           show_default=False)],
@@ -116,7 +154,8 @@ def generate(
     back: Annotated[Optional[str], typer.Option("--back", "-b", help="What the hidden back side looks like.")] = None,
     out: OutOpt = Path("outputs"),
     id: Annotated[Optional[str], typer.Option("--id", help="Asset id / folder name (default: image stem).")] = None,
-    seed: Annotated[Optional[int], typer.Option("--seed", min=0, help="Random seed (default: random, recorded).")] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", min=0, max=MAX_SEED,
+                                                help="Random seed (default: random, recorded).")] = None,
     mode: Annotated[Optional[Mode], typer.Option("--mode", help="auto | know3d | multiview | trellis.")] = None,
     preview: Annotated[Optional[Preview], typer.Option("--preview", help="back.png: x0 | full | none.")] = None,
     quiet: QuietOpt = False,
@@ -125,11 +164,12 @@ def generate(
     """Generate one 3D asset from IMAGE (and --back text)."""
     _setup(quiet, debug)
     from .pipeline import AssetJob, Know3dPipeline
-    from .progress import Progress
 
     ov = list(overrides or [])
-    ov += _flag_overrides(back=back, seed=seed, mode=mode, preview=preview)
+    ov += _flag_overrides(seed=seed, mode=mode, preview=preview)
     cfg = _load(ov)
+    if back is not None:  # data, not config: set after composition so that nothing in it is parsed or interpolated
+        cfg = replace(cfg, back=back)
     asset_id = _asset_id(id, image)
     with Progress(enabled=not quiet) as progress:
         pipeline = Know3dPipeline(cfg, progress=progress)
@@ -138,14 +178,13 @@ def generate(
 
 
 def _flag_overrides(**flags: Any) -> list[str]:
+    """Hydra overrides for flags whose values are plain numbers or choice names (never free text)."""
     ov = []
     for key, value in flags.items():
         if value is None:
             continue
         if isinstance(value, Enum):
             value = value.value
-        if isinstance(value, str):
-            value = json.dumps(value)  # quoted so that commas, '=' and spaces survive Hydra's parser
         ov.append(f"{key}={value}")
     return ov
 
@@ -162,6 +201,7 @@ def _asset_id(explicit: str | None, image: Path) -> str:
 
 # ------------------------------------------------------------------------------------ batch
 @app.command()
+@_interruptible
 def batch(
     manifest: Annotated[Path, typer.Argument(help="CSV with columns image (required), back, id, seed.",
                                              show_default=False)],
@@ -175,17 +215,17 @@ def batch(
     """Generate every asset of a CSV manifest; models are loaded once, finished items are skipped."""
     _setup(quiet, debug)
     from .batch import run_batch
-    from .progress import Progress
 
     cfg = _load(list(overrides or []))
     with Progress(enabled=not quiet) as progress:
-        summary = run_batch(manifest, out, cfg, resume=not no_resume, fail_fast=fail_fast, emit=emit,
-                            progress=progress, debug=debug)
+        summary = run_batch(manifest, out, cfg, resume=not no_resume, fail_fast=fail_fast,
+                            emit=partial(emit, progress=progress), progress=progress, debug=debug)
     raise typer.Exit(summary.exit_code)
 
 
 # ------------------------------------------------------------------------------------ demo
 @app.command()
+@_interruptible
 def demo(
     out: OutOpt = Path("outputs/demo"),
     back: Annotated[str, typer.Option("--back", "-b", help="Back-side text for the demo asset.")] = "a zipper pocket",
@@ -196,7 +236,6 @@ def demo(
     """Run the whole chain on tiny RANDOM models (CPU is fine): checks the install, not the quality."""
     _setup(quiet, debug)
     from .demo import run_demo
-    from .progress import Progress
 
     with Progress(enabled=not quiet) as progress:
         result = run_demo(out, back, list(overrides or []), progress=progress)
@@ -224,6 +263,7 @@ def models_list(overrides: OverridesArg = None) -> None:
 
 
 @models_app.command("pull")
+@_interruptible
 def models_pull(
     names: Annotated[Optional[list[str]], typer.Argument(help="Model names (default: all the run needs); "
                                                               "key=value arguments are overrides.",
@@ -379,13 +419,28 @@ def main(argv: list[str] | None = None) -> int:
     except (KeyboardInterrupt, typer.Abort):
         _fail("interrupted", EXIT_INTERRUPTED, None)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # stdout closed by its reader (`| head`): stop quietly, as other tools do
+        _silence_stdout()
+        _fail("stdout was closed before all output was written", EXIT_RUNTIME, None)
+        return EXIT_RUNTIME
     except Exception as exc:
         # Click's usage errors (Typer vendors Click, so match them by their interface, not by class)
         format_message = getattr(exc, "format_message", None)
         if callable(format_message) and hasattr(exc, "exit_code"):
             _fail(format_message(), EXIT_USAGE, None)
             return EXIT_USAGE
-        raise
+        _fail(f"unexpected {type(exc).__name__}: {exc}", EXIT_RUNTIME, exc)
+        return EXIT_RUNTIME
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so that flushing it at exit cannot fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
 
 
 def _fail(message: str, code: int, exc: BaseException | None) -> None:
@@ -395,7 +450,8 @@ def _fail(message: str, code: int, exc: BaseException | None) -> None:
         traceback.print_exception(exc, file=sys.stderr)
     line = " ".join(message.split())
     hint = "" if _DEBUG["on"] or code == EXIT_INTERRUPTED else " (run with --debug for details)"
-    sys.stderr.write(f"error: {line}{hint}\n")
+    sys.stderr.write(f"error: {line}{hint}\n".encode("utf-8", "backslashreplace").decode("utf-8"))
+    sys.stderr.flush()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from enum import Enum
 from importlib import resources
 from pathlib import Path
 from typing import Any, Optional
@@ -28,6 +29,8 @@ from .trellis2 import AdapterSettings, AttentionBackend, ConvBackend, Offload, T
 logger = logging.getLogger(__name__)
 
 OVOXEL_RESOLUTIONS = (256, 512, 1024)  # TRELLIS.2's shape-VAE grids
+MAX_SEED = 2**63 - 1  # seeds are integers in [0, MAX_SEED] (--seed, seed=, a manifest's seed column)
+_DEVICE = re.compile(r"auto|cpu|cuda(:[0-9]+)?")
 
 
 # ----------------------------------------------------------------------------------- choices
@@ -306,22 +309,31 @@ def validate(cfg: Know3dConfig) -> None:
         ("export.texture_size", cfg.export.texture_size, 16, 16384),
         ("preprocess.threshold_tolerance", cfg.preprocess.threshold_tolerance, 0.0, 1.0),
         ("preprocess.alpha_cutoff", cfg.preprocess.alpha_cutoff, 0.0, 1.0),
-        ("trellis2.max_num_tokens", cfg.trellis2.max_num_tokens, 1, float("inf")),
+        ("trellis2.max_num_tokens", cfg.trellis2.max_num_tokens, 1, 10**9),
         ("data.asset.max_faces", cfg.data.asset.max_faces, 1, 2**31 - 1),
         ("data.asset.max_texture_side", cfg.data.asset.max_texture_side, 1, 65536),
         ("data.ovoxel.chunk_size", cfg.data.ovoxel.chunk_size, 1024, 2**31 - 1),
         ("data.views.size", cfg.data.views.size, 16, 8192),
         ("data.views.fov", cfg.data.views.fov, 1.0, 170.0),
+        ("preprocess.max_side", cfg.preprocess.max_side, 1, 1_000_000),
+        ("preprocess.max_pixels", cfg.preprocess.max_pixels, 1, 10**12),
+        ("preprocess.min_foreground", cfg.preprocess.min_foreground, 0.0, 1.0),
+        ("mllm.max_new_tokens", cfg.mllm.max_new_tokens, 1, 100_000),
+        ("mllm.image_side", cfg.mllm.image_side, 16, 16384),
+        ("editor.true_cfg_scale", cfg.editor.true_cfg_scale, 0.0, 1000.0),
     ]
-    for stage in ("ss", "shape", "tex"):
+    if cfg.editor.condition_area is not None:
+        ranges.append(("editor.condition_area", cfg.editor.condition_area, 256, 10**9))
+    if cfg.seed is not None:
+        ranges.append(("seed", cfg.seed, 0, MAX_SEED))
+    for stage in ("ss", "shape", "tex"):  # null = the value from pipeline.json
         overrides = getattr(cfg.trellis2, stage)
         ranges += [(f"trellis2.{stage}.{name}", value, lo, hi) for name, value, lo, hi in (
-            ("steps", overrides.steps, 1, float("inf")),
-            ("guidance_strength", overrides.guidance_strength, 0.0, float("inf")),
+            ("steps", overrides.steps, 1, 1000),
+            ("guidance_strength", overrides.guidance_strength, 0.0, 1000.0),
             ("guidance_rescale", overrides.guidance_rescale, 0.0, 1.0),
+            ("rescale_t", overrides.rescale_t, 1e-6, 1000.0),
         ) if value is not None]
-        if overrides.rescale_t is not None and not overrides.rescale_t > 0:
-            raise ConfigError(f"invalid value {overrides.rescale_t!r} for trellis2.{stage}.rescale_t; expected > 0")
     for key, value, lo, hi in ranges:
         if not lo <= value <= hi:
             raise ConfigError(f"invalid value {value!r} for {key}; expected a number in [{lo}, {hi}]")
@@ -331,18 +343,32 @@ def validate(cfg: Know3dConfig) -> None:
             raise ConfigError(f"invalid value {list(pair)!r} for {key}; expected [low, high] with low <= high")
     if not 0.0 < cfg.data.asset.min_extent < cfg.data.asset.max_extent:
         raise ConfigError("invalid data.asset extents; expected 0 < data.asset.min_extent < data.asset.max_extent")
-    if cfg.runtime.device != "auto" and not (cfg.runtime.device == "cpu" or cfg.runtime.device.startswith("cuda")):
-        raise ConfigError(f"invalid value {cfg.runtime.device!r} for runtime.device; expected auto, cpu, cuda or cuda:N")
+    if not _DEVICE.fullmatch(cfg.runtime.device):
+        raise ConfigError(f"invalid value {cfg.runtime.device!r} for runtime.device; expected auto, cpu, cuda or cuda:N "
+                          "(N = 0, 1, ...)")
     validate_train(cfg.train)
 
 
 def to_container(cfg: Know3dConfig) -> dict[str, Any]:
-    """The resolved config as plain JSON-ready data (for metadata.json and `config show`); choices as strings."""
-    return OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True, enum_to_str=True)  # type: ignore
+    """The config as plain JSON-ready data (for metadata.json and `config show`); choices as their string values.
+
+    Not through OmegaConf: `cfg` is already resolved, and values are data (a back text may contain `${...}`).
+    """
+    return _plain(asdict(cfg))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    return value.value if isinstance(value, Enum) else value
 
 
 def to_yaml(cfg: Know3dConfig) -> str:
-    return OmegaConf.to_yaml(OmegaConf.structured(cfg))
+    import yaml
+
+    return yaml.safe_dump(to_container(cfg), sort_keys=False, allow_unicode=True, default_flow_style=False)
 
 
 _INVALID_CHOICE = re.compile(r"Invalid value '(?P<value>.*)', expected one of \[(?P<choices>.*)\]")
@@ -380,8 +406,9 @@ def _invalid_choice(exc: BaseException) -> str | None:
 
 
 __all__ = [
-    "AdapterConfig", "AlphaMode", "AssetConfig", "Background", "DataConfig", "EditorConfig", "EditorPipelineKind",
-    "ExportConfig", "ExportFormat", "Know3dConfig", "MllmConfig", "Mode", "ModelSpec", "ModelsConfig", "OVoxelConfig",
-    "PreprocessConfig", "Preview", "RuntimeConfig", "RuntimeDtype", "Shading", "TapConfig", "TapTokens",
-    "TextureFormat", "ViewsConfig", "config_dir", "load_config", "to_container", "to_yaml", "validate",
+    "MAX_SEED", "AdapterConfig", "AlphaMode", "AssetConfig", "Background", "DataConfig", "EditorConfig",
+    "EditorPipelineKind", "ExportConfig", "ExportFormat", "Know3dConfig", "MllmConfig", "Mode", "ModelSpec",
+    "ModelsConfig", "OVoxelConfig", "PreprocessConfig", "Preview", "RuntimeConfig", "RuntimeDtype", "Shading",
+    "TapConfig", "TapTokens", "TextureFormat", "ViewsConfig", "config_dir", "load_config", "to_container", "to_yaml",
+    "validate",
 ]

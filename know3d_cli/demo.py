@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from .config import load_config
-from .io import atomic_write
+from .io import atomic_write, ensure_writable_dir
 from .pipeline import AssetJob, GenerateResult, Know3dPipeline
 from .progress import Progress
 from .tiny import build_tiny_models
@@ -36,6 +36,7 @@ def demo_image(size: int = 256) -> Image.Image:
 def run_demo(out: Path, back: str, overrides: list[str], progress: Progress | None = None) -> GenerateResult:
     """Write the tiny models (first run only), a demo photo, and generate one asset with mode=know3d."""
     base = load_config(overrides)
+    ensure_writable_dir(Path(out))
     root = build_tiny_models(Path(base.models.tiny_root))
     cfg = load_config(["preset=tiny", "mode=know3d", f"adapter.weights={root / 'adapter'}", *overrides])
     logger.warning("demo: every model is RANDOMLY initialised; the asset shows that the chain runs, not its quality")

@@ -8,11 +8,13 @@ Stages raise; only `cli.main` catches, prints one line on stderr and exits with 
 | 1    | batch finished, some items failed |
 | 2    | usage or configuration error |
 | 3    | missing input or model files |
-| 4    | runtime failure (no usable GPU, out of memory, generation failure) |
+| 4    | runtime failure (no usable GPU, out of memory, generation failure, disk full) or anything unexpected |
 | 130  | interrupted (Ctrl-C) |
 """
 
 from __future__ import annotations
+
+import errno
 
 EXIT_OK = 0
 EXIT_BATCH_FAILURES = 1
@@ -104,3 +106,25 @@ class OutOfMemory(Know3dError):
 
     exit_code = EXIT_RUNTIME
     code = "out_of_memory"
+
+
+class WriteFailure(Know3dError):
+    """Writing an output failed midway (disk full, I/O error); what was there before is kept."""
+
+    exit_code = EXIT_RUNTIME
+    code = "write_failure"
+
+    def __init__(self, message: str, os_errno: int | None = None):
+        super().__init__(message)
+        self.os_errno = os_errno  # errno of the failed write, when known
+
+    @property
+    def disk_full(self) -> bool:
+        return self.os_errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+class Interrupted(Know3dError):
+    """The user pressed Ctrl-C (SIGINT)."""
+
+    exit_code = EXIT_INTERRUPTED
+    code = "interrupted"

@@ -1,4 +1,4 @@
-"""The only code that writes output files: write to a temporary name, then rename."""
+"""Single files written atomically (temporary name, then rename); asset folders go through `outputs.write_asset`."""
 
 from __future__ import annotations
 

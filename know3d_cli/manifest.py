@@ -13,13 +13,13 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from .config import MAX_SEED
 from .errors import InputError
 
 logger = logging.getLogger(__name__)
 
 COLUMNS = ("image", "back", "id", "seed")
 MAX_ID_LENGTH = 128
-MAX_SEED = 2**63 - 1
 _FORBIDDEN_ID_CHARS = re.compile(r'[/\\:*?"<>|\x00-\x1f\x7f]')
 
 
@@ -27,7 +27,7 @@ _FORBIDDEN_ID_CHARS = re.compile(r'[/\\:*?"<>|\x00-\x1f\x7f]')
 class ManifestRow:
     line: int  # 1-based line of the file where the row starts
     image: Path  # image path; relative paths are resolved against the manifest's folder
-    back: str | None  # text about the back side; None when the cell is empty or absent
+    back: str | None  # text about the back side, exactly as in the cell; None when the cell is blank or absent
     id: str | None  # output folder name; None when the row's id is unusable
     seed: int | None  # None when the cell is empty or absent (or invalid, see `error`)
     error: str | None = None  # why the row cannot run; None for a good row
@@ -144,11 +144,16 @@ def _parse_row(line: int, fields: list[str], columns: dict[str, int], width: int
 
     errors = []
     image_cell = cell("image")
-    image = Path(image_cell.strip()).expanduser() if image_cell is not None else Path()
+    image = Path()
     if image_cell is None:
         errors.append("the image cell is empty")
-    elif not image.is_absolute():
-        image = base / image
+    elif "\x00" in image_cell:
+        errors.append("the image path contains a NUL character")
+    else:
+        image = _image_path(image_cell.strip(), base)
+        if image is None:
+            image = Path()
+            errors.append(f"cannot expand the image path {image_cell.strip()!r} (unknown user after '~')")
     if len(fields) > width:
         errors.append(f"{len(fields)} fields but the header has {width}; quote cells that contain commas")
     seed = None
@@ -159,9 +164,18 @@ def _parse_row(line: int, fields: list[str], columns: dict[str, int], width: int
             errors.append(f"seed {seed_cell.strip()!r} is not an integer in [0, 2^63-1]")
     id_cell = cell("id")
     back = cell("back")
-    return _RawRow(line=line, image=image, back=back.strip() if back is not None else None,
+    return _RawRow(line=line, image=image, back=back,
                    explicit_id=id_cell.strip() if id_cell is not None else None, seed=seed,
                    error="; ".join(errors) if errors else None)
+
+
+def _image_path(text: str, base: Path) -> Path | None:
+    """`text` with `~` expanded, relative to `base`; None when `~user` names no user."""
+    try:
+        path = Path(text).expanduser()
+    except RuntimeError:
+        return None
+    return path if path.is_absolute() else base / path
 
 
 def _parse_seed(text: str) -> int | None:

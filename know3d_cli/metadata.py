@@ -42,7 +42,14 @@ def run_key(input_sha256: str, back: str, seed: int | None, config: dict[str, An
 
 
 def to_json_bytes(meta: dict[str, Any]) -> bytes:
-    return (json.dumps(meta, indent=2, ensure_ascii=False, default=str) + "\n").encode("utf-8")
+    return (dumps(meta, indent=2) + "\n").encode("utf-8")
+
+
+def dumps(obj: Any, indent: int | None = None) -> str:
+    """JSON text that always encodes as UTF-8: characters that cannot (undecodable bytes of a file name, kept by
+    Python as lone surrogates) are written as JSON escapes such as \\udcff."""
+    text = json.dumps(obj, indent=indent, ensure_ascii=False, default=str)
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def read(path) -> dict[str, Any] | None:

@@ -1,8 +1,8 @@
 """The chain: preprocess -> (MLLM) -> editor tap -> TRELLIS.2 -> export, and the files it writes.
 
-Each stage takes and returns typed data; this module only wires them, decides the mode, owns model
-residency (one stage on the GPU at a time with sequential offload) and writes the asset folder:
-every file atomically, `metadata.json` last, so a folder with metadata is a finished asset.
+Each stage takes and returns typed data; this module only wires them, decides the mode, checks everything it
+can before any model loads, owns model residency (one stage on the GPU at a time with sequential offload) and
+writes the asset folder all or nothing under the asset's lock (`outputs.py`).
 """
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ from PIL import Image
 
 from . import hub, metadata
 from .config import Know3dConfig, to_container
-from .errors import ModelMissingError
-from .io import atomic_write, ensure_writable_dir
+from .errors import ConfigError, ModelMissingError
+from .io import ensure_writable_dir
+from .outputs import AssetLock, check_asset_path, write_asset
 from .progress import Progress
 from .runtime import (
     Runtime,
@@ -109,6 +110,15 @@ class Know3dPipeline:
         self.adapter_dir = adapter_dir(self.cfg) if self.mode == "know3d" else None
         for name in hub.needed_models(self._cfg_for_mode()):
             self._models[name] = hub.resolve(self.cfg, name)
+        self._text_limit = None
+        if "editor" in self._models:
+            from .editor import InstructionLimit, transformer_depth
+
+            self._text_limit = InstructionLimit(self._models["editor"].path)
+            depth = transformer_depth(self._models["editor"].path)
+            if depth is not None and not 0 <= self.cfg.tap.block < depth:
+                raise ConfigError(f"tap.block={self.cfg.tap.block} is out of range: the editor transformer has "
+                                  f"{depth} blocks (0-{depth - 1})")
 
     def _cfg_for_mode(self) -> Know3dConfig:
         if self.mode == self.cfg.mode:
@@ -173,14 +183,35 @@ class Know3dPipeline:
     def expected_key(self, job: AssetJob, input_sha256: str) -> str:
         return metadata.run_key(input_sha256, job.back, job.seed, self._config)
 
-    def run(self, job: AssetJob, out_root: Path) -> GenerateResult:
-        """Generate one asset into `out_root/job.id`; nothing is written unless every stage succeeded."""
+    def check_job(self, job: AssetJob, out_root: Path) -> None:
+        """Everything about one asset that can be checked before any model runs: the output folder can take it,
+        and the back text is valid and fits the editor's text context (exit 2 otherwise)."""
+        from .mllm import P_VIEW, build_back_prompt, check_text_encodable
+
+        ensure_writable_dir(out_root)
+        check_asset_path(out_root, job.id)
+        check_text_encodable(job.back)
+        if self._text_limit is not None:
+            self._text_limit.check(build_back_prompt(job.back).instruction, P_VIEW)
+
+    def run(self, job: AssetJob, out_root: Path, *, locked: bool = False) -> GenerateResult:
+        """Generate one asset into `out_root/job.id`; nothing is written unless every stage succeeded.
+
+        The asset's `AssetLock` is taken for the run (waiting while another process makes the same asset) unless
+        the caller holds it already (`locked=True`, batch).
+        """
+        self.check_job(job, out_root)
+        if locked:
+            return self._generate(job, out_root)
+        with AssetLock(out_root, job.id):
+            return self._generate(job, out_root)
+
+    def _generate(self, job: AssetJob, out_root: Path) -> GenerateResult:
         from .export import encode_mesh
         from .mllm import build_back_prompt
         from .preprocess import prepare_image
 
         cfg, runtime = self.cfg, self.runtime
-        ensure_writable_dir(out_root)
         seed = job.seed if job.seed is not None else secrets.randbelow(2**31)
         timings: dict[str, float] = {}
         warnings = list(self.mode_warnings)
@@ -188,6 +219,7 @@ class Know3dPipeline:
 
         with self._timed("preprocess", job.id, timings):
             prepared = prepare_image(job.image, cfg.preprocess, birefnet=self._masker())
+            warnings += prepared.warnings
         self._release("birefnet")
 
         expanded = None
@@ -227,10 +259,12 @@ class Know3dPipeline:
 
         with self._timed("export", job.id, timings):
             export_timings: dict[str, float] = {}
-            mesh_bytes, extension = encode_mesh(asset, cfg.export, export_timings)
-            files: dict[str, bytes] = {f"model.{extension}": mesh_bytes, "input.png": _png(prepared.rgba)}
+            mesh = encode_mesh(asset, cfg.export, export_timings)
+            files: dict[str, bytes] = {f"model.{mesh.extension}": mesh.data, "input.png": _png(prepared.rgba)}
+            preview_used = "none"
             if tap is not None and tap.preview is not None and cfg.preview != "none":
                 files["back.png"] = _png(tap.preview)
+                preview_used = "full" if (cfg.preview == "full" or self.mode == "multiview") else "x0"
 
         meta = {
             "schema_version": metadata.SCHEMA_VERSION,
@@ -241,6 +275,7 @@ class Know3dPipeline:
             "back": job.back,
             "prompt": {"editor": prompt.instruction if tap is not None else None, "expanded": expanded},
             "mode": {"requested": cfg.mode, "used": self.mode},
+            "preview": {"requested": cfg.preview, "used": preview_used},
             "seed": seed,
             "seed_requested": job.seed,
             "models": {name: {"repo": m.repo, "revision": m.revision, "path": str(m.path)}
@@ -251,10 +286,10 @@ class Know3dPipeline:
                          "trellis2_per_run": generated.forwards},
             "trellis2": {"pipeline_type": str(generated.pipeline_type), "resolution": generated.resolution,
                          "tokens": generated.tokens, "timings_s": _rounded(trellis_timings)},
-            "export": {"format": extension, "timings_s": _rounded(export_timings)},
+            "export": {"format": mesh.extension, "timings_s": _rounded(export_timings)},
             "geometry": {"source_stage": asset.source_stage, "resolution": asset.resolution,
-                         "vertices": int(asset.vertices.shape[0]), "faces": int(asset.faces.shape[0]),
-                         "textured": asset.textured},
+                         "vertices": mesh.vertices, "faces": mesh.faces, "textured": asset.textured,
+                         "generated": {"vertices": int(asset.vertices.shape[0]), "faces": int(asset.faces.shape[0])}},
             "timings_s": timings,
             "peak_memory": peak_memory(runtime),
             "device": str(runtime.device),
@@ -264,18 +299,9 @@ class Know3dPipeline:
             "files": sorted(files) + [metadata.METADATA_FILE],
             "config": self._config,
         }
-        out_dir = out_root / job.id
-        self._write(out_dir, files, meta)
+        files[metadata.METADATA_FILE] = metadata.to_json_bytes(meta)
+        out_dir = write_asset(out_root, job.id, files)
         return GenerateResult(job.id, out_dir, "ok", meta)
-
-    @staticmethod
-    def _write(out_dir: Path, files: dict[str, bytes], meta: dict[str, Any]) -> None:
-        """Unmark the folder as finished, write each file atomically, then mark it finished again."""
-        ensure_writable_dir(out_dir)
-        (out_dir / metadata.METADATA_FILE).unlink(missing_ok=True)
-        for name, data in files.items():
-            atomic_write(out_dir / name, data)
-        atomic_write(out_dir / metadata.METADATA_FILE, metadata.to_json_bytes(meta))
 
     @contextmanager
     def _timed(self, stage: str, asset: str, timings: dict[str, float]) -> Iterator[None]:

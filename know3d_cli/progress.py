@@ -1,4 +1,9 @@
-"""Progress on stderr (Rich), shown only on a terminal and without --quiet."""
+"""Progress on stderr (Rich), shown only on a terminal and without --quiet.
+
+stdout is never touched: data written there reaches its pipe or file whether or not stderr is a terminal
+(`paused` takes the bars off the screen while a line goes to a terminal stdout). Text written to `sys.stderr`
+while the bars show (log lines, warnings) is printed above them.
+"""
 
 from __future__ import annotations
 
@@ -27,7 +32,8 @@ class Progress:
 
             self._rich = RichProgress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
                                       MofNCompleteColumn(), TimeElapsedColumn(),
-                                      console=Console(stderr=True), transient=True)
+                                      console=Console(stderr=True), transient=True,
+                                      redirect_stdout=False, redirect_stderr=True)
             self._rich.__enter__()
         return self
 
@@ -35,6 +41,19 @@ class Progress:
         if self._rich is not None:
             self._rich.__exit__(*exc)
             self._rich = None
+
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """Clear the bars from the terminal for the block when stdout is a terminal too (a line printed there would
+        otherwise be drawn over); redraw them after."""
+        if self._rich is None or not sys.stdout.isatty():
+            yield
+            return
+        self._rich.stop()
+        try:
+            yield
+        finally:
+            self._rich.start()
 
     def items(self, total: int) -> None:
         """Start an item counter (batch)."""

@@ -52,6 +52,63 @@ def run_cli(capsys):
     return run
 
 
+def forked(target: Callable[[], object], *, stdout: Path | None = None, stderr: Path | int | None = None) -> int:
+    """Run `target()` in a forked child (no interpreter start-up: a subprocess in milliseconds); return its pid.
+
+    The child exits with 0 when `target` returns, 1 when it raises; `stdout` / `stderr` (a file path, or a file
+    descriptor for stderr) replace its streams. Reap it with `os.waitpid`.
+    """
+    pid = os.fork()
+    if pid != 0:
+        return pid
+    code = 1
+    try:
+        import sys
+
+        if stdout is not None:
+            fd = os.open(stdout, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            os.dup2(fd, 1)
+            sys.stdout = open(1, "w", encoding="utf-8", closefd=False)
+        if stderr is not None:
+            fd = stderr if isinstance(stderr, int) else os.open(stderr, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            os.dup2(fd, 2)
+            sys.stderr = open(2, "w", encoding="utf-8", closefd=False)
+        result = target()
+        code = result if isinstance(result, int) else 0
+    except BaseException:  # noqa: BLE001 - the child must never return into pytest
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        os._exit(code)
+
+
+def simulate_disk_full(monkeypatch, folder: Path) -> None:
+    """Make every file under `folder` fail with ENOSPC when flushed to disk (`os.fsync`), as on a full filesystem."""
+    import errno
+
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        if os.readlink(f"/proc/self/fd/{fd}").startswith(str(folder)):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+
+
+@pytest.fixture
+def disk_full() -> Callable[..., None]:
+    """`disk_full(monkeypatch, folder)`: see `simulate_disk_full`."""
+    return simulate_disk_full
+
+
+@pytest.fixture
+def fork() -> Callable[..., int]:
+    """`fork(target, stdout=..., stderr=...)` -> pid: see `forked`."""
+    return forked
+
+
 @pytest.fixture(scope="module")
 def one_thread():
     """Tiny matrices gain nothing from threads, and OpenMP threads slow down 40x on a busy 2-core machine."""

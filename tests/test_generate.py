@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
+import signal
 import zlib
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -12,11 +15,18 @@ import pytest
 import trimesh
 from PIL import Image
 
-from know3d_cli.errors import EXIT_BATCH_FAILURES, EXIT_MISSING, EXIT_OK, EXIT_USAGE
+from know3d_cli.errors import (
+    EXIT_BATCH_FAILURES,
+    EXIT_INTERRUPTED,
+    EXIT_MISSING,
+    EXIT_OK,
+    EXIT_RUNTIME,
+    EXIT_USAGE,
+)
 from know3d_cli.metadata import METADATA_FILE
 
 METADATA_FIELDS = {
-    "schema_version", "id", "key", "input", "back", "prompt", "mode", "seed", "seed_requested", "models", "adapter",
+    "schema_version", "id", "key", "input", "back", "prompt", "mode", "preview", "seed", "seed_requested", "models", "adapter",
     "tap", "forwards", "trellis2", "export", "geometry", "timings_s", "peak_memory", "device", "dtype", "versions", "warnings",
     "files", "config",
 }
@@ -75,6 +85,10 @@ def test_generate_know3d_writes_the_complete_asset(run_cli, tiny_root, tmp_path,
     meta = json.loads((asset / METADATA_FILE).read_text())
     assert METADATA_FIELDS <= set(meta)
     assert meta["mode"] == {"requested": "know3d", "used": "know3d"}
+    assert meta["preview"] == {"requested": "x0", "used": "x0"}
+    written = trimesh.load(asset / "model.glb", force="mesh", process=False)
+    assert (meta["geometry"]["vertices"], meta["geometry"]["faces"]) == (len(written.vertices), len(written.faces))
+    assert meta["geometry"]["faces"] <= min(meta["config"]["export"]["faces"], meta["geometry"]["generated"]["faces"])
     assert meta["seed"] == 7 and meta["back"] == "a zipper pocket"
     assert meta["prompt"]["editor"].endswith("a zipper pocket")
     assert meta["geometry"]["source_stage"] == "shape" and meta["geometry"]["textured"]
@@ -105,6 +119,8 @@ def test_generate_same_seed_reproduces_and_modes_differ(run_cli, tiny_root, tmp_
     # multiview: two conditional passes per step where plain TRELLIS.2 has one
     assert meta_mv["forwards"]["trellis2_per_run"]["ss"] > meta_plain["forwards"]["trellis2_per_run"]["ss"] == 22
     assert meta_plain["forwards"]["editor"] == 0 and not (tmp_path / "c" / "box" / "back.png").exists()
+    assert meta_mv["preview"] == {"requested": "x0", "used": "full"}  # multiview finishes the edit it shows
+    assert meta_plain["preview"] == {"requested": "x0", "used": "none"}
 
 
 def test_auto_mode_without_adapter_falls_back_to_multiview_and_says_so(run_cli, tiny_root, tmp_path):
@@ -130,6 +146,55 @@ def test_demo_runs_the_chain(run_cli, tiny_root, tmp_path, monkeypatch):
     assert event["mode"] == "know3d"
     assert "RANDOM" in res.stderr
     assert (tmp_path / "demo" / "demo" / "model.glb").is_file()
+
+
+def test_demo_refuses_a_folder_it_did_not_create_and_a_file(run_cli, tmp_path):
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "thesis.tex").write_text("years of work")
+    res = run_cli("demo", "--out", tmp_path / "demo", f"models.tiny_root={foreign}")
+    assert res.code == EXIT_USAGE
+    assert "did not create" in _error_line(res.stderr)
+    assert os.listdir(foreign) == ["thesis.tex"]  # untouched
+    (tmp_path / "file").write_text("x")
+    assert run_cli("demo", "--out", tmp_path / "file").code == EXIT_USAGE
+    res = run_cli("demo", "--out", tmp_path / "demo", f"models.tiny_root={tmp_path / 'file'}")
+    assert res.code == EXIT_USAGE and "not a folder" in _error_line(res.stderr)
+
+
+BACK_TEXT = 'Rückseite : « poche zippée » 背面有拉链 🎒 "quoted" \\back\\slash\\n ${oc.env:HOME} $HOME, a=b\nline two'
+
+
+def test_back_text_reaches_the_editor_and_metadata_exactly_through_generate_and_batch(run_cli, tiny_root, tmp_path,
+                                                                                       monkeypatch):
+    from know3d_cli import editor
+    from know3d_cli.mllm import P_VIEW
+
+    prompts = []
+    real_imagine_back = editor.imagine_back
+
+    def recording(pipe, image, prompt, *args, **kwargs):
+        prompts.append(prompt)
+        return real_imagine_back(pipe, image, prompt, *args, **kwargs)
+
+    monkeypatch.setattr(editor, "imagine_back", recording)
+    image = photo(tmp_path / "bag.png")
+    settings = ["--quiet", *know3d(tiny_root)[2:], "mode=know3d", "preview=none", "trellis2.pipeline_type=ss",
+                "trellis2.ss.steps=1", "export.faces=2000", "seed=4", *tiny(tiny_root)]
+    res = run_cli("generate", image, "--back", BACK_TEXT, "--out", tmp_path / "single", *settings)
+    assert res.code == EXIT_OK, res.stderr
+    manifest = tmp_path / "bags.csv"
+    with manifest.open("w", encoding="utf-8", newline="") as fh:
+        csv.writer(fh).writerows([["image", "back"], ["bag.png", BACK_TEXT]])
+    res = run_cli("batch", manifest, "--out", tmp_path / "many", *settings)
+    assert res.code == EXIT_OK, res.stderr
+
+    assert prompts == [f"{P_VIEW} {BACK_TEXT}"] * 2  # what the editor was given, twice the same
+    single = json.loads((tmp_path / "single" / "bag" / METADATA_FILE).read_text(encoding="utf-8"))
+    many = json.loads((tmp_path / "many" / "bag" / METADATA_FILE).read_text(encoding="utf-8"))
+    for meta in (single, many):
+        assert meta["back"] == BACK_TEXT and meta["prompt"]["editor"] == prompts[0]
+    assert single["key"] == many["key"]  # same text, image, seed and settings: the same asset either way
 
 
 # ------------------------------------------------------------------------------------------------ batch
@@ -167,6 +232,15 @@ def test_batch_isolates_failures_resumes_and_rejects_unsafe_ids(run_cli, tiny_ro
     assert not (tmp_path / "escape").exists()
 
 
+def test_header_only_manifest_writes_the_results_file_its_summary_names(run_cli, tiny_root, tmp_path):
+    manifest = tmp_path / "empty.csv"
+    manifest.write_text("image,back\n", encoding="utf-8")
+    res = run_cli("batch", manifest, "--out", tmp_path / "out", "--quiet", *tiny(tiny_root, "mode=trellis"))
+    assert res.code == EXIT_OK, res.stderr
+    (summary,) = res.events
+    assert summary["total"] == 0 and Path(summary["results"]).is_file()
+
+
 def test_batch_interrupted_writes_summary_and_exits_130(run_cli, tiny_root, tmp_path, monkeypatch):
     from know3d_cli.pipeline import Know3dPipeline
 
@@ -176,10 +250,10 @@ def test_batch_interrupted_writes_summary_and_exits_130(run_cli, tiny_root, tmp_
     manifest.write_text("image\na.png\nb.png\nc.png\n", encoding="utf-8")
     real_run = Know3dPipeline.run
 
-    def run_then_interrupt(self, job, out_root):
+    def run_then_interrupt(self, job, out_root, **kwargs):
         if job.id == "b":
             raise KeyboardInterrupt
-        return real_run(self, job, out_root)
+        return real_run(self, job, out_root, **kwargs)
 
     monkeypatch.setattr(Know3dPipeline, "run", run_then_interrupt)
     out = tmp_path / "out"
@@ -241,39 +315,130 @@ def _text(path: Path) -> None:
     path.write_text("not an image at all\n")
 
 
+def _empty(path: Path) -> None:
+    path.write_bytes(b"")
+
+
+def _fifo(path: Path) -> None:
+    os.mkfifo(path)  # nobody will ever write to it
+
+
+def _device(path: Path) -> None:
+    path.symlink_to("/dev/zero")
+
+
+def _id_is_a_file(path: Path) -> None:
+    photo(path)
+    (path.parent / "out" / "in").write_text("mine")
+
+
+def _id_is_a_foreign_folder(path: Path) -> None:
+    photo(path)
+    (path.parent / "out" / "in").mkdir()
+    (path.parent / "out" / "in" / "notes.txt").write_text("mine")
+
+
+def _raises(exc: BaseException):
+    def patch(monkeypatch, out: Path) -> None:
+        from know3d_cli import preprocess
+
+        def fail(*args, **kwargs):
+            raise exc
+
+        monkeypatch.setattr(preprocess, "prepare_image", fail)
+
+    return patch
+
+
+EARLY = "early"  # the case must fail before any model loads (a loaded model fails the test)
+DISK_FULL = "disk full"  # every file written under --out fails with ENOSPC
 BAD_INPUTS = [
-    # (case, make the input or None, extra overrides, exit code, words the one-line error must contain)
-    ("missing file", None, [], EXIT_MISSING, "not found"),
-    ("directory", _directory, [], EXIT_MISSING, "directory"),
-    ("non-image file", _text, [], EXIT_MISSING, "image"),
-    ("truncated png", _truncated_png, [], EXIT_MISSING, "truncated"),
-    ("zero-size image", _zero_size, [], EXIT_MISSING, "image"),
-    ("huge image", _huge, ["preprocess.max_pixels=1000"], EXIT_MISSING, "pixels"),
-    ("fully transparent", _transparent, [], EXIT_MISSING, "foreground"),
-    ("unknown override key", photo, ["export.fces=10"], EXIT_USAGE, "fces"),
-    ("invalid override value", photo, ["export.texture_size=big"], EXIT_USAGE, "texture_size"),
-    ("missing model dir", photo, ["models.tiny_root=/nonexistent/know3d"], EXIT_MISSING, "not found"),
-    ("know3d without adapter", photo, ["mode=know3d"], EXIT_MISSING, "adapter"),
+    # (case, make the input or None, extra arguments, exit code, words the one-line error must contain,
+    #  EARLY, DISK_FULL or a patch(monkeypatch, out) that breaks the run)
+    ("missing file", None, [], EXIT_MISSING, "not found", EARLY),
+    ("directory", _directory, [], EXIT_MISSING, "directory", EARLY),
+    ("non-image file", _text, [], EXIT_MISSING, "image", EARLY),
+    ("empty file", _empty, [], EXIT_MISSING, "is empty", EARLY),
+    ("fifo without a writer", _fifo, [], EXIT_MISSING, "is empty", EARLY),
+    ("device", _device, [], EXIT_MISSING, "device", EARLY),
+    ("truncated png", _truncated_png, [], EXIT_MISSING, "truncated", EARLY),
+    ("zero-size image", _zero_size, [], EXIT_MISSING, "image", EARLY),
+    ("huge image", _huge, ["preprocess.max_pixels=1000"], EXIT_MISSING, "pixels", EARLY),
+    ("fully transparent", _transparent, [], EXIT_MISSING, "foreground", EARLY),
+    ("unknown override key", photo, ["export.fces=10"], EXIT_USAGE, "fces", EARLY),
+    ("invalid override value", photo, ["export.texture_size=big"], EXIT_USAGE, "texture_size", EARLY),
+    ("missing model dir", photo, ["models.tiny_root=/nonexistent/know3d"], EXIT_MISSING, "not found", EARLY),
+    ("tiny root is a file", photo, ["models.tiny_root=/etc/hostname"], EXIT_MISSING, "not found", EARLY),
+    ("know3d without adapter", photo, ["mode=know3d"], EXIT_MISSING, "adapter", EARLY),
+    ("device cuda:abc", photo, ["runtime.device=cuda:abc"], EXIT_USAGE, "runtime.device", EARLY),
+    ("device cuda:", photo, ["runtime.device=cuda:"], EXIT_USAGE, "runtime.device", EARLY),
+    ("seed over 63 bits", photo, ["--seed", str(2**64)], EXIT_USAGE, "--seed", EARLY),
+    ("negative seed override", photo, ["seed=-1"], EXIT_USAGE, "seed", EARLY),
+    ("zero sampler steps", photo, ["trellis2.ss.steps=0"], EXIT_USAGE, "trellis2.ss.steps", EARLY),
+    ("negative sampler steps", photo, ["trellis2.shape.steps=-2"], EXIT_USAGE, "trellis2.shape.steps", EARLY),
+    ("tap block out of range", photo, ["mode=multiview", "tap.block=99"], EXIT_USAGE, "tap.block", EARLY),
+    ("100k-character back text", photo, ["mode=multiview", "--back", "x" * 100_000], EXIT_USAGE, "too long", EARLY),
+    ("back text not UTF-8", photo, ["--back", os.fsdecode(b"a \xff pocket")], EXIT_USAGE, "UTF-8", EARLY),
+    ("asset id too long", photo, ["--id", "é" * 120], EXIT_USAGE, "too long", EARLY),
+    ("<out>/<id> is a file", _id_is_a_file, [], EXIT_USAGE, "not a folder", EARLY),
+    ("<out>/<id> holds other files", _id_is_a_foreign_folder, [], EXIT_USAGE, "notes.txt", EARLY),
+    ("disk full while writing", photo, [], EXIT_RUNTIME, "No space left on device", DISK_FULL),
+    ("unexpected error", photo, [], EXIT_RUNTIME, "unexpected RuntimeError: boom", _raises(RuntimeError("boom"))),
+    ("ctrl-c", photo, [], EXIT_INTERRUPTED, "interrupted", _raises(KeyboardInterrupt())),
 ]
 
 
-@pytest.mark.parametrize("case,make,extra,code,needle", BAD_INPUTS, ids=[c[0] for c in BAD_INPUTS])
-def test_bad_input_is_one_line_with_exit_code_and_no_output(run_cli, tiny_root, tmp_path, case, make, extra, code,
-                                                            needle):
+@pytest.mark.parametrize("case,make,extra,code,needle,fault", BAD_INPUTS, ids=[c[0] for c in BAD_INPUTS])
+def test_bad_input_is_one_line_with_exit_code_and_no_output(run_cli, tiny_root, tmp_path, monkeypatch, disk_full, case,
+                                                            make, extra, code, needle, fault):
     image = tmp_path / "in.png"
-    if make is not None:
-        make(image)
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("already here")  # nothing already written is lost
-    overrides = tiny(tiny_root)
+    if make is not None:
+        make(image)
+    before = {name: (out / name).read_bytes() for name in asset_files(out) if (out / name).is_file()}
+    if fault == EARLY:
+        _fail_if_a_model_loads(monkeypatch)
+    elif fault == DISK_FULL:
+        disk_full(monkeypatch, out)
+    else:
+        fault(monkeypatch, out)
+    overrides = tiny(tiny_root, "mode=trellis", "trellis2.pipeline_type=ss", "trellis2.ss.steps=1", "export.faces=2000")
     if any(e.startswith("models.tiny_root=") for e in extra):
-        overrides = ["preset=tiny"]
-    res = run_cli("generate", image, "--out", out, *overrides, *extra)
+        overrides = ["preset=tiny", "mode=trellis"]
+    with _time_limit(120):  # a hang (a FIFO read) fails instead of blocking the suite
+        res = run_cli("generate", image, "--out", out, "--quiet", *overrides, *extra)
     assert res.code == code, res.stderr
     assert needle.lower() in _error_line(res.stderr).lower()
-    assert res.stdout == "" or all(e["status"] == "failed" for e in res.events)
-    assert asset_files(out) == ["keep.txt"]
+    assert len(res.stderr.splitlines()) == 1, res.stderr  # the error line and nothing else
+    assert res.stdout == ""
+    after = {name: (out / name).read_bytes() for name in asset_files(out) if (out / name).is_file()}
+    assert after == before  # no partial, temporary or lock file, nothing changed
+
+
+def _fail_if_a_model_loads(monkeypatch) -> None:
+    from know3d_cli import editor, trellis2
+
+    def loaded(*args, **kwargs):
+        raise AssertionError("a model was loaded before the bad input was found")
+
+    monkeypatch.setattr(editor, "load_editor", loaded)
+    monkeypatch.setattr(trellis2.Trellis2Pipeline, "from_pretrained", loaded)
+
+
+@contextmanager
+def _time_limit(seconds: int):
+    def expired(signum, frame):
+        raise TimeoutError(f"still running after {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def test_unwritable_output_dir_is_usage_error(run_cli, tiny_root, tmp_path):

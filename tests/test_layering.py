@@ -8,8 +8,9 @@ Layers, lowest first (each may import its own layer and the ones below it):
    sees the app's config tree, runtime, timing, files or CLI, and knows nothing about the editor (no diffusers,
    Hydra, Typer or Rich).
 3. infrastructure: `config` (the schema; its `trellis2` / `adapter` sections are the library's settings),
-   `train_config` (its `train` section), `runtime`, `timing`, `io`, `metadata`, `manifest`, `progress`, `hub`,
-   `render` (the offscreen renderer and voxel depth pictures).
+   `train_config` (its `train` section), `runtime`, `timing`, `io`, `outputs` (the shared output folder: asset
+   locks, all-or-nothing asset folders, results.jsonl), `metadata`, `manifest`, `progress`, `hub`, `render` (the
+   offscreen renderer and voxel depth pictures).
 4. stages: `preprocess`, `mllm`, `editor`, `export`; a stage never imports another stage.
 5. tools: `tiny` (tiny random models in the real layouts), `data` (training data: assets, O-Voxel, and views
    rendered through the `preprocess` crop).
@@ -33,8 +34,8 @@ PACKAGE = "know3d_cli"
 LAYERS: list[tuple[str, set[str]]] = [
     ("foundation", {"__init__", "errors", "choices", "geometry"}),
     ("library", {"trellis2"}),
-    ("infrastructure", {"config", "train_config", "runtime", "timing", "io", "metadata", "manifest", "progress", "hub",
-                        "render"}),
+    ("infrastructure", {"config", "train_config", "runtime", "timing", "io", "outputs", "metadata", "manifest",
+                        "progress", "hub", "render"}),
     ("stages", {"preprocess", "mllm", "editor", "export"}),
     ("tools", {"tiny", "data"}),
     ("wiring", {"pipeline", "batch", "demo", "doctor", "train"}),

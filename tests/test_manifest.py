@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import logging
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 
 from know3d_cli.errors import InputError
 from know3d_cli.manifest import ManifestRow, read_manifest, safe_id
@@ -142,3 +146,48 @@ def test_safe_id():
     assert safe_id("stuhl-ä.v2") == "stuhl-ä.v2"
     for bad in ["", "  ", ".x", "a/b", "a\\b", "a..b", "x" * 129, "a*b", "nul\x00"]:
         assert safe_id(bad) is None, bad
+
+
+# ------------------------------------------------------------------------------------ fuzzing
+_CELLS = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=12) | st.sampled_from(
+    ["~nosuchuser-know3d/x.png", "a\x00b.png", "../x.png", "~/p.png", " 12 ", "-1", str(2**64), "+3", "é\n🎒"])
+
+
+@st.composite
+def manifests(draw) -> bytes:
+    """Random bytes, or a CSV in a random dialect and encoding whose header mixes known and unknown columns."""
+    if draw(st.booleans()):
+        return draw(st.binary(max_size=300))
+    header = draw(st.lists(st.sampled_from(["image", "back", "id", "seed", "IMAGE", " Back ", "colour", ""]),
+                           min_size=1, max_size=5))
+    rows = draw(st.lists(st.lists(_CELLS, max_size=6), max_size=5))
+    buf = io.StringIO()
+    writer = csv.writer(buf, delimiter=draw(st.sampled_from([",", ";", "\t", "|"])),
+                        quotechar=draw(st.sampled_from(['"', "'"])),
+                        lineterminator=draw(st.sampled_from(["\n", "\r\n", "\r"])),
+                        quoting=draw(st.sampled_from([csv.QUOTE_MINIMAL, csv.QUOTE_ALL, csv.QUOTE_NONNUMERIC])))
+    writer.writerow(header)
+    writer.writerows(rows)
+    encoding = draw(st.sampled_from(["utf-8", "utf-8-sig", "utf-16", "latin-1", "cp1252"]))
+    return buf.getvalue().encode(encoding, errors="replace")
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=manifests())
+@example(data=b"image\n~nosuchuser-know3d/x.png\n")  # `~user` that does not exist
+@example(data=b"image,back\na\x00b.png,x\n")  # a NUL in a path
+def test_manifest_fuzz_gives_rows_or_one_clean_input_error(tmp_path, data):
+    path = tmp_path / "fuzzed.csv"
+    path.write_bytes(data)
+    try:
+        rows = read_manifest(path)
+    except InputError as exc:
+        assert "\n" not in str(exc) and str(path) in str(exc)
+        return
+    for row in rows:
+        if row.error is None:
+            assert safe_id(row.id) == row.id
+            assert row.seed is None or 0 <= row.seed < 2**63
+            row.image.is_file()  # a usable path (no NUL, `~` expanded)
+        else:
+            assert isinstance(row.error, str) and row.error

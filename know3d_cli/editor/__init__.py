@@ -7,11 +7,15 @@ from .pipeline import (
     Know3dQwenImageEditPlusPipeline,
     condition_area,
     load_editor,
+    transformer_depth,
 )
 from .run import imagine_back
 from .tap import EditorTap, hidden_state_tap, tap_step_index
+from .text_limit import EDITOR_TEXT_TOKENS, InstructionLimit
 
 __all__ = [
-    "PIPELINES", "EditorPipeline", "EditorTap", "Know3dQwenImageEditPipeline", "Know3dQwenImageEditPlusPipeline",
+    "EDITOR_TEXT_TOKENS", "PIPELINES", "EditorPipeline", "EditorTap", "InstructionLimit",
+    "Know3dQwenImageEditPipeline", "Know3dQwenImageEditPlusPipeline",
     "condition_area", "hidden_state_tap", "imagine_back", "load_editor", "tap_step_index",
+    "transformer_depth",
 ]

@@ -99,6 +99,15 @@ PIPELINES: dict[EditorPipelineKind, type] = {
 EditorPipeline = Know3dQwenImageEditPipeline | Know3dQwenImageEditPlusPipeline
 
 
+def transformer_depth(path: str | Path) -> int | None:
+    """Number of MMDiT blocks (`transformer/config.json` `num_layers`), read without loading; None if unknown."""
+    try:
+        layers = json.loads((Path(path).expanduser() / "transformer" / "config.json").read_text()).get("num_layers")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return layers if isinstance(layers, int) and layers > 0 else None
+
+
 def load_editor(path: str | Path, cfg: EditorConfig, runtime: Runtime) -> EditorPipeline:
     """Load the editor pipeline from a local diffusers folder (never downloads), in `runtime.dtype`, on the CPU.
 

@@ -60,9 +60,16 @@ def to_glb(asset: Asset3D, cfg: ExportConfig, timings: Optional[dict[str, float]
     Returns:
         The .glb file content.
     """
+    return glb_and_mesh(asset, cfg, timings)[0]
+
+
+def glb_and_mesh(
+    asset: Asset3D, cfg: ExportConfig, timings: Optional[dict[str, float]] = None
+) -> tuple[bytes, ExportMesh]:
+    """`to_glb`, also handing back the mesh it wrote (for its vertex and face counts)."""
     mesh = prepare_export_mesh(asset, cfg, timings)
     with timed(timings, "encode"):
-        return write_glb(mesh, cfg)
+        return write_glb(mesh, cfg), mesh
 
 
 def prepare_export_mesh(
@@ -231,4 +238,4 @@ class _BufferBuilder:
         return b"".join(self._parts) + b"\x00" * pad
 
 
-__all__ = ["ExportMesh", "encode_image", "prepare_export_mesh", "to_glb", "write_glb"]
+__all__ = ["ExportMesh", "encode_image", "glb_and_mesh", "prepare_export_mesh", "to_glb", "write_glb"]

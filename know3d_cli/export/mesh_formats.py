@@ -10,6 +10,7 @@ extension, no alpha; PLY: uchar red/green/blue/alpha). Metallic and roughness ar
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
@@ -18,7 +19,7 @@ import trimesh
 from ..config import ExportConfig, ExportFormat
 from ..geometry import Asset3D
 from .bake import SurfaceAttributes
-from .glb import to_glb
+from .glb import glb_and_mesh
 from .mesh_ops import decimate_asset, to_gltf_frame, vertex_normals
 from ..timing import timed
 
@@ -43,36 +44,54 @@ def to_trimesh(asset: Asset3D, cfg: ExportConfig, timings: Optional[dict[str, fl
     )
 
 
+@dataclass(frozen=True)
+class EncodedMesh:
+    """A mesh file's content and what it holds."""
+
+    data: bytes  # the file content
+    extension: str  # "glb" | "obj" | "ply", without the dot
+    vertices: int  # vertices written (a GLB splits them along UV seams)
+    faces: int  # triangles written (after decimation)
+
+
 def to_obj(asset: Asset3D, cfg: ExportConfig, timings: Optional[dict[str, float]] = None) -> bytes:
     """Wavefront OBJ bytes: positions (+ vertex colours for textured assets), normals, faces."""
-    mesh = to_trimesh(asset, cfg, timings)
-    with timed(timings, "encode"):
-        text = trimesh.exchange.obj.export_obj(
-            mesh, include_normals=True, include_color=asset.textured, include_texture=False, header="know3d"
-        )
-    return text.encode("utf-8")
+    return _obj(to_trimesh(asset, cfg, timings), asset.textured, timings)
 
 
 def to_ply(asset: Asset3D, cfg: ExportConfig, timings: Optional[dict[str, float]] = None) -> bytes:
     """Binary little-endian PLY bytes with vertex normals (+ RGBA vertex colours for textured assets)."""
-    mesh = to_trimesh(asset, cfg, timings)
+    return _ply(to_trimesh(asset, cfg, timings), timings)
+
+
+def _obj(mesh: trimesh.Trimesh, textured: bool, timings: Optional[dict[str, float]]) -> bytes:
+    with timed(timings, "encode"):
+        text = trimesh.exchange.obj.export_obj(
+            mesh, include_normals=True, include_color=textured, include_texture=False, header="know3d"
+        )
+    return text.encode("utf-8")
+
+
+def _ply(mesh: trimesh.Trimesh, timings: Optional[dict[str, float]]) -> bytes:
     with timed(timings, "encode"):
         return trimesh.exchange.ply.export_ply(mesh, encoding="binary", vertex_normal=True, include_attributes=False)
 
 
-def encode_mesh(
-    asset: Asset3D, cfg: ExportConfig, timings: Optional[dict[str, float]] = None
-) -> tuple[bytes, str]:
-    """Encode `asset` in `cfg.format`.
-
-    Returns:
-        (file content, extension without the dot: "glb" | "obj" | "ply").
+def encode_mesh(asset: Asset3D, cfg: ExportConfig, timings: Optional[dict[str, float]] = None) -> EncodedMesh:
+    """Encode `asset` in `cfg.format`, with the counts of what was written.
 
     Raises:
         GenerationError: the mesh is empty after clean-up.
     """
-    writers = {ExportFormat.glb: to_glb, ExportFormat.obj: to_obj, ExportFormat.ply: to_ply}
-    return writers[cfg.format](asset, cfg, timings), str(cfg.format)
+    if cfg.format is ExportFormat.glb:
+        data, mesh = glb_and_mesh(asset, cfg, timings)
+        return EncodedMesh(data, cfg.format.value, len(mesh.positions), len(mesh.faces))
+    trimesh_mesh = to_trimesh(asset, cfg, timings)
+    if cfg.format is ExportFormat.obj:
+        data = _obj(trimesh_mesh, asset.textured, timings)
+    else:
+        data = _ply(trimesh_mesh, timings)
+    return EncodedMesh(data, cfg.format.value, len(trimesh_mesh.vertices), len(trimesh_mesh.faces))
 
 
-__all__ = ["encode_mesh", "to_obj", "to_ply", "to_trimesh"]
+__all__ = ["EncodedMesh", "encode_mesh", "to_obj", "to_ply", "to_trimesh"]

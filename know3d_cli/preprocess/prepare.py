@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,7 +12,7 @@ from PIL import Image
 from ..config import PreprocessConfig
 from .background import BiRefNetMasker, remove_background
 from .crop import downscale, square_crop
-from .load import file_sha256, load_image
+from .load import decode_image, read_input
 
 logger = logging.getLogger(__name__)
 
@@ -26,6 +27,7 @@ class PreparedImage:
     original_size: tuple[int, int]  # (W, H) of the decoded, EXIF-rotated file
     working_size: tuple[int, int]  # (W, H) after the downscale to `max_side`; crop_box is in these pixels
     crop_box: tuple[int, int, int, int]  # (left, top, right, bottom), may reach past the image border
+    warnings: tuple[str, ...] = ()  # problems worth recording (e.g. an animated file's first frame was used)
 
 
 def prepare_image(
@@ -52,8 +54,11 @@ def prepare_image(
     """
     path = Path(path)
     name = str(path)
-    loaded = load_image(path, cfg)
-    sha256 = file_sha256(path)
+    data = read_input(path, cfg)
+    sha256 = hashlib.sha256(data).hexdigest()  # of the very bytes decoded: a file replaced meanwhile cannot mismatch
+    warnings: list[str] = []
+    loaded = decode_image(data, path, cfg, warnings)
+    del data
     working = downscale(loaded, cfg.max_side)
     masked, source = remove_background(working, cfg, birefnet=birefnet, birefnet_path=birefnet_path, name=name)
     image, rgba, box = square_crop(masked, cfg, name=name, mask_source=source)
@@ -67,4 +72,5 @@ def prepare_image(
         original_size=loaded.size,
         working_size=working.size,
         crop_box=box,
+        warnings=tuple(warnings),
     )

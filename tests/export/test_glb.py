@@ -15,7 +15,7 @@ import torch
 import trimesh
 from PIL import Image
 
-from know3d_cli.config import ExportConfig
+from know3d_cli.config import ExportConfig, ExportFormat
 from know3d_cli.errors import GenerationError
 from know3d_cli.export import encode_mesh, to_glb
 from know3d_cli.geometry import Asset3D
@@ -250,8 +250,10 @@ def test_trimesh_reads_the_pbr_material(textured_glbs):
 
 
 def test_encode_mesh_dispatches_glb(red_sphere, textured_glbs):
-    data, extension = encode_mesh(red_sphere, textured_config("png", format="glb"))
-    assert extension == "glb" and data == textured_glbs["png"][0]  # same bytes: export is deterministic
+    encoded = encode_mesh(red_sphere, textured_config("png", format=ExportFormat.glb))
+    assert encoded.extension == "glb" and encoded.data == textured_glbs["png"][0]  # export is deterministic
+    mesh = trimesh.load(io.BytesIO(encoded.data), file_type="glb", force="mesh", process=False)
+    assert (encoded.vertices, encoded.faces) == (len(mesh.vertices), len(mesh.faces))  # what the file holds
 
 
 def test_mesh_without_faces_raises(red_sphere):

@@ -20,10 +20,11 @@ def test_empty_text_gives_the_view_prompt_alone(user_text):
     assert prompt.user_text == user_text and prompt.expanded is None
 
 
-def test_user_text_follows_after_one_space():
-    prompt = build_back_prompt("a zip pocket and  two\nstraps")
-    assert prompt.instruction == P_VIEW + " a zip pocket and two straps"
-    assert prompt.user_text == "a zip pocket and  two\nstraps"
+def test_user_text_follows_after_one_space_exactly_as_typed():
+    text = 'à l\'arrière : « deux  sangles »\n背面有拉链 🎒 \\n ${oc.env:HOME} "q"'
+    prompt = build_back_prompt(f"  {text}\n")
+    assert prompt.instruction == P_VIEW + " " + text  # only the outer whitespace is trimmed
+    assert prompt.user_text == f"  {text}\n"
 
 
 def test_expansion_replaces_the_user_text():

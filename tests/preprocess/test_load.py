@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import hashlib
+import io
+import logging
 import os
 import struct
+import threading
+import warnings
 import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image, ImageFile
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+from PIL import Image, ImageDraw, ImageFile
 
 from know3d_cli.config import PreprocessConfig
 from know3d_cli.errors import InputError
@@ -208,3 +214,114 @@ def test_exif_orientation_applied(tmp_path):
     assert image.size == (10, 20)
     assert image.getpixel((5, 2)) == (255, 0, 0)  # the left half is now on top
     assert image.getpixel((5, 17)) == (0, 0, 255)
+
+
+# ------------------------------------------------------------------------------------ reading once, odd files
+def test_empty_file_says_empty(tmp_path):
+    path = tmp_path / "empty.png"
+    path.write_bytes(b"")
+    with pytest.raises(InputError, match="is empty"):
+        load_image(path, PreprocessConfig())
+
+
+def test_pipe_is_read_once_and_hashed_as_decoded(tmp_path):
+    """`/dev/stdin` and other pipes: the recorded sha256 is that of the bytes that were decoded."""
+    from know3d_cli.preprocess import prepare_image
+
+    data = _object_png_bytes()
+    read, write = os.pipe()
+
+    def feed() -> None:
+        os.write(write, data)
+        os.close(write)
+
+    writer = threading.Thread(target=feed, daemon=True)
+    writer.start()
+    try:
+        prepared = prepare_image(Path(f"/dev/fd/{read}"), PreprocessConfig())  # what `/dev/stdin` is in a pipeline
+    finally:
+        writer.join(timeout=30)
+        os.close(read)
+    assert prepared.sha256 == hashlib.sha256(data).hexdigest()
+    assert prepared.image.size[0] > 0
+
+
+def _object_png_bytes() -> bytes:
+    arr = np.full((40, 40, 3), 255, np.uint8)
+    arr[8:32, 10:30] = (200, 40, 40)
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_max_pixels_above_pils_own_limit_is_honoured(tmp_path, monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # PIL's global guard, far below the setting
+    path = _noise_png(tmp_path / "ok.png", size=64)  # 4096 px: over 2x PIL's limit, under max_pixels
+    assert load_image(path, PreprocessConfig(max_pixels=10_000)).size == (64, 64)
+    assert Image.MAX_IMAGE_PIXELS == 1000  # restored
+    with pytest.raises(InputError, match="exceeds preprocess.max_pixels=4000"):
+        load_image(path, PreprocessConfig(max_pixels=4000))
+
+
+def test_animated_gif_uses_its_first_frame_with_a_warning(tmp_path, caplog):
+    from know3d_cli.preprocess import prepare_image
+
+    frames = [Image.new("RGB", (32, 32), colour) for colour in ((255, 255, 255), (0, 0, 0), (255, 0, 0))]
+    ImageDraw.Draw(frames[0]).rectangle([8, 8, 24, 24], fill=(0, 0, 255))
+    path = tmp_path / "spin.gif"
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=100, loop=0)
+    with caplog.at_level(logging.WARNING):
+        image = load_image(path, PreprocessConfig())
+    assert image.getpixel((16, 16))[:3] == (0, 0, 255) and image.getpixel((2, 2))[:3] == (255, 255, 255)
+    assert "animated (3 frames)" in caplog.text
+    assert any("first frame" in w for w in prepare_image(path, PreprocessConfig()).warnings)  # -> metadata.json
+
+
+# ------------------------------------------------------------------------------------ fuzzing
+def _seed_files() -> list[bytes]:
+    rng = np.random.default_rng(0)
+    files = []
+    for fmt, mode in [("PNG", "RGBA"), ("GIF", "P"), ("JPEG", "RGB"), ("BMP", "RGB"), ("WEBP", "RGBA"), ("TIFF", "RGB"),
+                      ("TIFF", "I;16"), ("PNG", "LA"), ("ICO", "RGBA"), ("TGA", "RGB"), ("PPM", "RGB")]:
+        image = Image.fromarray(rng.integers(0, 256, (12, 10, 3), dtype=np.uint8)).convert(mode)
+        buf = io.BytesIO()
+        image.save(buf, format=fmt)
+        files.append(buf.getvalue())
+    return files
+
+
+SEED_FILES = _seed_files()
+
+
+@st.composite
+def damaged_files(draw) -> bytes:
+    """Random bytes, or a small valid image of some format with bytes changed or cut off."""
+    kind = draw(st.sampled_from(["random", "mutated", "truncated"]))
+    if kind == "random":
+        return draw(st.binary(max_size=400))
+    data = bytearray(draw(st.sampled_from(SEED_FILES)))
+    if kind == "truncated":
+        return bytes(data[: draw(st.integers(0, len(data) - 1))])
+    for _ in range(draw(st.integers(1, 8))):
+        data[draw(st.integers(0, len(data) - 1))] = draw(st.integers(0, 255))
+    return bytes(data)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=damaged_files())
+@example(data=b"")  # zero bytes: "empty", not "not an image"
+@example(data=SEED_FILES[5][:8])  # a TIFF header alone: PIL warns about corrupt EXIF on its way to failing
+def test_loader_fuzz_gives_an_image_or_one_clean_input_error(tmp_path, data):
+    path = tmp_path / "fuzzed.img"
+    path.write_bytes(data)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            image = load_image(path, PreprocessConfig())
+        except InputError as exc:
+            message = str(exc)
+            assert str(path) in message and "\n" not in message and exc.exit_code == 3
+            assert ("is empty" in message) == (data == b"")
+        else:
+            assert image.mode in ("RGB", "RGBA") and min(image.size) > 0
+    assert [str(w.message) for w in caught] == []  # nothing but the one error line reaches the user
