@@ -19,7 +19,6 @@ from typing import Annotated, Any, Callable, Optional
 import typer
 
 from . import __version__
-from .config import MAX_SEED
 from .errors import EXIT_INTERRUPTED, EXIT_RUNTIME, EXIT_USAGE, Interrupted, Know3dError, UsageError
 from .progress import Progress
 
@@ -41,6 +40,9 @@ app.add_typer(config_app, name="config")
 _DEBUG = {"on": False}
 
 
+# The options' types mirror `config.Mode`, `config.Preview` and `config.MAX_SEED` (tests/test_cli.py checks that they
+# match) instead of importing them: `config` loads torch (its schema holds the TRELLIS.2 library's Enums), and
+# `--help` and usage errors must not wait for that.
 class Mode(str, Enum):
     auto = "auto"
     know3d = "know3d"
@@ -52,6 +54,9 @@ class Preview(str, Enum):
     x0 = "x0"
     full = "full"
     none = "none"
+
+
+MAX_SEED = 2**63 - 1
 
 
 # Shared options, declared once.

@@ -1,6 +1,7 @@
 """CLI behaviour that needs no model: config, errors and exit codes, info commands."""
 
-
+import subprocess
+import sys
 
 from know3d_cli.errors import EXIT_MISSING, EXIT_USAGE
 
@@ -91,6 +92,20 @@ def test_unknown_command_is_usage_error(run_cli):
     res = run_cli("bogus")
     assert res.code == EXIT_USAGE
     _one_error_line(res.stderr)
+
+
+def test_cli_option_types_mirror_the_config_schema():
+    from know3d_cli import cli, config
+
+    assert [m.value for m in cli.Mode] == list(config.Mode.values())
+    assert [m.value for m in cli.Preview] == list(config.Preview.values())
+    assert cli.MAX_SEED == config.MAX_SEED
+
+
+def test_importing_the_cli_does_not_load_torch():
+    code = "import sys, know3d_cli.cli; print('torch' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"  # `know3d --help` and usage errors answer at once
 
 
 def test_safetensors_truncation_detected(tmp_path):
