@@ -20,7 +20,7 @@ import torch
 from PIL import Image
 
 from . import hub, metadata
-from .config import Know3dConfig, to_container
+from .config import Know3dConfig, Mode, Preview, to_container
 from .errors import ConfigError, ModelMissingError
 from .io import ensure_writable_dir
 from .outputs import AssetLock, check_asset_path, write_asset
@@ -261,10 +261,11 @@ class Know3dPipeline:
             export_timings: dict[str, float] = {}
             mesh = encode_mesh(asset, cfg.export, export_timings)
             files: dict[str, bytes] = {f"model.{mesh.extension}": mesh.data, "input.png": _png(prepared.rgba)}
-            preview_used = "none"
-            if tap is not None and tap.preview is not None and cfg.preview != "none":
+            preview_used = Preview.none
+            if tap is not None and tap.preview is not None and cfg.preview is not Preview.none:
                 files["back.png"] = _png(tap.preview)
-                preview_used = "full" if (cfg.preview == "full" or self.mode == "multiview") else "x0"
+                finished = cfg.preview is Preview.full or self.mode == Mode.multiview  # multiview runs the full edit
+                preview_used = Preview.full if finished else Preview.x0
 
         meta = {
             "schema_version": metadata.SCHEMA_VERSION,
