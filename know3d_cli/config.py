@@ -27,6 +27,7 @@ MODES = ("auto", "know3d", "multiview", "trellis")
 PREVIEWS = ("x0", "full", "none")
 PIPELINE_TYPES = ("ss", "512", "1024", "1024_cascade", "1536_cascade")
 OVOXEL_RESOLUTIONS = (256, 512, 1024)
+DATA_TEXT_SOURCES = ("auto", "caption", "none")
 
 
 # ------------------------------------------------------------------------------------ models
@@ -170,10 +171,28 @@ class ViewsConfig:
 
 
 @dataclass
+class TextConfig:
+    source: str = "auto"  # auto (CSV caption, else Qwen2.5-VL on the renders) | caption (CSV only) | none
+    separator: str = ";"  # separates the back parts in a CSV caption cell
+
+
+@dataclass
+class PromptsConfig:
+    variants: int = 4  # K: prompt variants per sample, each with its own cached H_DiT
+    p_empty: float = 0.1  # probability that a variant after the first is P_view alone
+
+
+@dataclass
 class DataConfig:
     asset: AssetConfig = field(default_factory=AssetConfig)  # what assets are accepted
     ovoxel: OVoxelConfig = field(default_factory=OVoxelConfig)  # mesh -> O-Voxel conversion
     views: ViewsConfig = field(default_factory=ViewsConfig)  # front/back renders of each sample
+    seed: int = 0  # with a sample's id, seeds its view angles, prompt variants and editor noise
+    quantize: bool = True  # round dual vertices and PBR attributes to 8 bits before encoding (upstream's storage)
+    dino_resolutions: list[int] = field(default_factory=lambda: [512, 1024])  # DINOv3 sides cached (512 required)
+    group_size: int = 8  # assets taken through each model phase together (one move to the GPU per model and group)
+    text: TextConfig = field(default_factory=TextConfig)  # where the back parts come from
+    prompts: PromptsConfig = field(default_factory=PromptsConfig)  # the K editor prompts per sample
 
 
 @dataclass
@@ -251,6 +270,7 @@ def validate(cfg: Know3dConfig) -> None:
         ("runtime.sparse_conv", cfg.runtime.sparse_conv, ("auto", "torch")),
         ("data.ovoxel.resolution", cfg.data.ovoxel.resolution, OVOXEL_RESOLUTIONS),
         ("data.views.shading", cfg.data.views.shading, ("lit", "flat")),
+        ("data.text.source", cfg.data.text.source, DATA_TEXT_SOURCES),
     ]
     for key, value, allowed in checks:
         if value not in allowed:
@@ -274,6 +294,9 @@ def validate(cfg: Know3dConfig) -> None:
         ("data.ovoxel.chunk_size", cfg.data.ovoxel.chunk_size, 1024, 2**31 - 1),
         ("data.views.size", cfg.data.views.size, 16, 8192),
         ("data.views.fov", cfg.data.views.fov, 1.0, 170.0),
+        ("data.prompts.variants", cfg.data.prompts.variants, 1, 64),
+        ("data.prompts.p_empty", cfg.data.prompts.p_empty, 0.0, 1.0),
+        ("data.group_size", cfg.data.group_size, 1, 100_000),
     ]
     for key, value, lo, hi in ranges:
         if not lo <= value <= hi:
@@ -282,6 +305,11 @@ def validate(cfg: Know3dConfig) -> None:
                       ("data.views.elevation_range", cfg.data.views.elevation_range)):
         if len(pair) != 2 or pair[0] > pair[1]:
             raise ConfigError(f"invalid value {list(pair)!r} for {key}; expected [low, high] with low <= high")
+    dino = cfg.data.dino_resolutions
+    if 512 not in dino or not set(dino) <= {512, 1024} or len(set(dino)) != len(dino):
+        raise ConfigError(f"invalid value {list(dino)!r} for data.dino_resolutions; expected [512] or [512, 1024]")
+    if not cfg.data.text.separator:
+        raise ConfigError("invalid value '' for data.text.separator; expected a non-empty string such as ';'")
     if not 0.0 < cfg.data.asset.min_extent < cfg.data.asset.max_extent:
         raise ConfigError("invalid data.asset extents; expected 0 < data.asset.min_extent < data.asset.max_extent")
     if cfg.runtime.device != "auto" and not (cfg.runtime.device == "cpu" or cfg.runtime.device.startswith("cuda")):
@@ -328,6 +356,7 @@ def _one_line(exc: BaseException) -> str:
 
 __all__ = [
     "AdapterConfig", "AssetConfig", "DataConfig", "OVoxelConfig", "ViewsConfig", "EditorConfig", "ExportConfig", "Know3dConfig", "MllmConfig", "ModelSpec",
-    "ModelsConfig", "PreprocessConfig", "RuntimeConfig", "SamplerConfig", "TapConfig", "Trellis2Config",
+    "ModelsConfig", "PreprocessConfig", "PromptsConfig", "RuntimeConfig", "SamplerConfig", "TapConfig", "TextConfig",
+    "Trellis2Config",
     "config_dir", "load_config", "parse_choice", "to_container", "to_yaml", "validate",
 ]
