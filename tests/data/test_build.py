@@ -218,3 +218,30 @@ def test_bad_invocations_are_one_line_errors(built, tiny_root, assets, tmp_path)
         code, events, err = cli(*argv)
         assert code == want, (argv, err)
         assert events == [] and text in err and err.count("\n") == 1, err
+
+
+def test_a_later_phase_fails_one_asset_and_ctrl_c_ends_with_the_summary(tiny_root, tmp_path, monkeypatch):
+    from know3d_cli.data import build
+    from know3d_cli.errors import GenerationError
+
+    build_assets(tmp_path / "assets")
+    for path in (tmp_path / "assets").glob("*"):  # keep the hook and the rod (in this order)
+        if path.name.startswith(("ring", "material")):
+            path.unlink()
+    calls = []
+
+    def editor(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise GenerationError("the editor never reached tap step 2 of 8")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(build, "tapped_states", editor)
+    out = tmp_path / "dataset"
+    code, events, err = cli("data", "build", tmp_path / "assets", "--out", out, *build_args(tiny_root))
+    assert code == 130
+    assert [(e["id"], e["status"], e.get("code")) for e in events[:-1]] == [("hook", "failed", "generation_failure")]
+    assert events[-1]["event"] == "summary" and events[-1]["interrupted"] is True and events[-1]["failed"] == 1
+    assert not list((out / "samples").iterdir())  # nothing half-written
+    assert "resume" in err
+
