@@ -15,11 +15,15 @@ Qwen-Image-Edit MMDiT (60 blocks, bf16) at `editor.resolution` with its conditio
 multiplied by the forwards a tap with `preview=none` runs (true CFG: 2 per step before the tap step, 1 at it), times
 `--variants`. `--gpu --smoke --device cpu` runs the same code at tiny size.
 
+`--compare-occupancy`: how far the 64^3 sparse-structure occupancy of a 512 build (the 512 O-Voxel pooled by 8) is
+from the one upstream derives from the 1024 shape latent (the 1024 O-Voxel pooled by 16), on the benchmark asset.
+
 Examples:
     python scripts/bench_data_build.py --assets 3 --json data_build_cpu.json
     python scripts/bench_data_build.py --gpu --json data_build_gpu.json
     python scripts/bench_data_build.py --smoke                     # CPU mode, seconds (checks the script runs)
     python scripts/bench_data_build.py --gpu --smoke --device cpu  # GPU code at tiny size on the CPU
+    python scripts/bench_data_build.py --compare-occupancy --faces 100000
 """
 
 from __future__ import annotations
@@ -211,11 +215,37 @@ def editor_transformer(device: torch.device, smoke: bool, resolution: int):
     return model, inputs, tokens + text
 
 
+# ------------------------------------------------------------------------------------------------ occupancy
+def compare_occupancy(args) -> dict:
+    from know3d_cli.config import AssetConfig, OVoxelConfig
+    from know3d_cli.data import asset_to_ovoxel, load_asset
+    from know3d_cli.data.latents import ss_occupancy
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "asset.glb"
+        if args.shape == "ring":
+            ring_glb(path, args.texture)
+        else:
+            bumpy_sphere_glb(path, args.faces, args.texture)
+        asset = load_asset(path, AssetConfig())
+    cells = {}
+    for resolution in (512, 1024):
+        start = time.perf_counter()
+        ovoxel = asset_to_ovoxel(asset, OVoxelConfig(resolution=resolution))
+        cells[resolution] = {tuple(c) for c in ss_occupancy(ovoxel.coords, resolution).tolist()}
+        print(f"O-Voxel {resolution}: {ovoxel.num_voxels} voxels in {time.perf_counter() - start:.1f} s")
+    both = cells[512] & cells[1024]
+    return {"mode": "occupancy", "shape": args.shape, "faces": args.faces, "cells_512": len(cells[512]),
+            "cells_1024": len(cells[1024]), "only_512": len(cells[512] - cells[1024]),
+            "only_1024": len(cells[1024] - cells[512]), "iou": round(len(both) / len(cells[512] | cells[1024]), 4)}
+
+
 # ------------------------------------------------------------------------------------------------ main
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--gpu", action="store_true", help="full-size network steps instead of the CPU build")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, seconds: checks the script runs")
+    parser.add_argument("--compare-occupancy", action="store_true", help="SS occupancy of a 512 vs a 1024 O-Voxel")
     parser.add_argument("--device", default="cuda", help="--gpu: where the networks run")
     parser.add_argument("--assets", type=int, default=3)
     parser.add_argument("--shape", choices=("sphere", "ring"), default="sphere")
@@ -237,7 +267,10 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     start = time.perf_counter()
-    report = run_gpu(args) if args.gpu else run_cpu(args)
+    if args.compare_occupancy:
+        report = compare_occupancy(args)
+    else:
+        report = run_gpu(args) if args.gpu else run_cpu(args)
     report.update(smoke=args.smoke, total_seconds=round(time.perf_counter() - start, 2), machine=platform.machine(),
                   processor=platform.processor(), torch=torch.__version__)
     print(json.dumps(report, indent=2))

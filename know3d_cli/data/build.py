@@ -52,8 +52,10 @@ from .writer import DatasetWriter, Sample
 logger = logging.getLogger(__name__)
 
 SHAPE_RESOLUTIONS = (512, 1024)  # O-Voxel resolutions TRELLIS.2 has shape flows for
-# settings that change how a build runs but not what it writes (left out of dataset.json's compared settings)
-_EXECUTION_ONLY = {"data": ("group_size",), "ovoxel": ("chunk_size",)}
+# settings that change how a build runs or which assets it accepts, not what a sample holds (left out of the
+# settings dataset.json compares across shards)
+_NOT_COMPARED = ("data.group_size", "data.ovoxel.chunk_size", "data.asset.max_file_mb", "data.asset.max_faces",
+                 "data.asset.max_extent", "data.asset.min_extent", "preprocess.max_pixels", "preprocess.min_foreground")
 
 
 @dataclass(frozen=True)
@@ -102,9 +104,13 @@ def data_models(cfg: Know3dConfig) -> list[str]:
 def dataset_info(cfg: Know3dConfig, models: dict[str, hub.ResolvedModel], dtype: str) -> dict[str, Any]:
     """dataset.json: the keys every shard must agree on (`writer.COMPATIBILITY_KEYS`) and who built it."""
     full = to_container(cfg)
-    data = {k: v for k, v in full["data"].items() if k not in _EXECUTION_ONLY["data"]}
-    data["ovoxel"] = {k: v for k, v in data["ovoxel"].items() if k not in _EXECUTION_ONLY["ovoxel"]}
-    settings = {"data": data, "preprocess": full["preprocess"], "editor": full["editor"], "tap": full["tap"],
+    for dotted in _NOT_COMPARED:
+        *path, key = dotted.split(".")
+        section = full
+        for name in path:
+            section = section[name]
+        section.pop(key)
+    settings = {"data": full["data"], "preprocess": full["preprocess"], "editor": full["editor"], "tap": full["tap"],
                 "dtype": dtype}
     if "mllm" in models:
         settings["mllm"] = full["mllm"]
@@ -182,19 +188,19 @@ class DatasetBuilder:
         return BuildSummary(len(mine), counts["ok"], counts["failed"], counts["skipped"], interrupted)
 
     def _build_group(self, jobs: list[_Job], debug: bool) -> Iterator[dict[str, Any]]:
-        cfg = self.cfg
-        phases: list[tuple[str, Callable[[], Any] | None, Callable[[_Job], None]]] = [
-            ("geometry", lambda: self._model("encoders"), self._geometry),
-            ("dinov3", lambda: self._model("dinov3"), self._dino),
-            ("text", (lambda: self._model("mllm")) if cfg.data.text.source == "auto" else None, self._text),
-            ("editor", lambda: self._model("editor"), self._editor),
+        """Take `jobs` through every phase; yield each failure as it happens, then each written sample."""
+        phases: list[tuple[str, str | None, Callable[[_Job], None]]] = [
+            ("geometry", "encoders", self._geometry),
+            ("dinov3", "dinov3", self._dino),
+            ("text", "mllm" if self._describes(jobs) else None, self._text),
+            ("editor", "editor", self._editor),
         ]
         for name, model, step in phases:
             live = []
             if not jobs:
                 return
             with self.progress.stage(name, f"{len(jobs)} assets"):
-                loaded = model() if model is not None else None
+                loaded = self._model(model) if model is not None else None
                 with resident(loaded, self.runtime) if loaded is not None else nullcontext():
                     for job in jobs:
                         failure = self._attempt(job, name, step, debug)
@@ -250,15 +256,17 @@ class DatasetBuilder:
             job.out["dino"] = dino_tokens(self._model("dinov3"), job.out["pair"].front_image,
                                           sorted(self.cfg.data.dino_resolutions))
 
+    def _describes(self, jobs: list[_Job]) -> bool:
+        """Whether Qwen2.5-VL describes any of `jobs` (`data.text.source=auto` and an asset without a caption)."""
+        return self.cfg.data.text.source == "auto" and any(job.source.caption is None for job in jobs)
+
     def _text(self, job: _Job) -> None:
-        source, pair = self.cfg.data.text.source, job.out["pair"]
+        pair = job.out["pair"]
         with timed(job.timings, "mllm"):
-            if source == "none":
-                text = caption_text(None)
-            elif job.source.caption is not None or source == "caption":
-                text = caption_text(job.source.caption)
-            else:
+            if self._describes([job]):
                 text = described_text(self._model("mllm"), pair.front_image, pair.back_image)
+            else:
+                text = caption_text(job.source.caption if self.cfg.data.text.source != "none" else None)
         prompts = self.cfg.data.prompts
         job.out["text"] = text
         job.out["variants"] = prompt_variants(text.parts, prompts.variants, prompts.p_empty,

@@ -1,21 +1,23 @@
 """The on-disk schema of a Know3D training dataset: what `know3d data build` writes and `know3d train` reads.
 
-A dataset folder::
+A dataset folder (written by `writer.DatasetWriter`, one writer for `know3d data build` and the synthetic set)::
 
     DATASET/
-      dataset.json              # DatasetInfo: schema version, models and revisions, settings used
-      index/<shard>.jsonl       # one line per finished sample: {"id", "dir", "source", "sha256", "prompts", ...}
-      failures/<shard>.jsonl    # one line per failed asset: {"source", "error", "code"}
+      dataset.json                   # schema version, shape_resolution, dino_resolutions, K, models and revisions,
+                                     #   settings (equal for every shard writing here), who built it
+      index/shard-<i>-of-<n>.jsonl   # one line per finished sample: {"id", "dir", "source", "sha256", "prompts",
+                                     #   "counts"}; `know3d train` reads the union of every shard's file
+      failures/shard-<i>-of-<n>.jsonl  # one line per failed asset: {"id", "source", "error", "code", "reason", ...}
       samples/<id>/
-        sample.json             # SampleInfo: source asset, camera, caption parts, the K prompt variants, counts
+        sample.json             # the index fields, camera, caption parts, each variant's parts and seed, tap, timings
         front.png, back.png     # RGBA renders at the front azimuth and azimuth + 180 degrees (inference crop)
         latents.safetensors     # LATENT_TENSORS
         conditions.safetensors  # CONDITION_TENSORS
 
-Symbolic sizes: N = active latent voxels at the shape-latent grid (`resolution / 16`), M = occupied voxels of the 64^3
-sparse structure, T / T1024 = DINOv3 tokens at side 512 / 1024 (1 + registers + (side / 16)^2), K = prompt variants, (h, w) = the editor's
-token grid after the tap, C_dino / C_edit = the DINOv3 / editor hidden sizes. A sample folder appears only when every
-file in it is complete (it is written under a temporary name and renamed).
+Symbolic sizes: N = active latent voxels at the shape-latent grid (`resolution / 16`), M = occupied voxels of the
+64^3 sparse structure, T / T1024 = DINOv3 tokens at side 512 / 1024 (1 + registers + (side / 16)^2), K = prompt
+variants, (h, w) = the editor's token grid after the tap, C_dino / C_edit = the DINOv3 / editor hidden sizes. A
+sample folder appears only when every file in it is complete (it is written under a temporary name and renamed).
 """
 
 from __future__ import annotations
