@@ -60,6 +60,15 @@ def ring_glb(path: Path, texture: int) -> None:
     ring.export(path)
 
 
+def benchmark_asset(path: Path, args) -> Path:
+    """Write the benchmark asset of `args` (`--shape`, `--faces`, `--texture`) to `path`."""
+    if args.shape == "ring":
+        ring_glb(path, args.texture)
+    else:
+        bumpy_sphere_glb(path, args.faces, args.texture)
+    return path
+
+
 def peak_rss_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
@@ -78,11 +87,7 @@ def run_cpu(args) -> dict:
         assets = tmp / "assets"
         assets.mkdir()
         for i in range(args.assets):
-            path = assets / f"asset-{i}.glb"
-            if args.shape == "ring":
-                ring_glb(path, args.texture)
-            else:
-                bumpy_sphere_glb(path, args.faces, args.texture)
+            benchmark_asset(assets / f"asset-{i}.glb", args)
         cfg = load_config(["preset=tiny", f"models.tiny_root={tiny}", "runtime.device=cpu",
                            f"data.ovoxel.resolution={args.resolution}", f"data.views.size={args.render_size}",
                            f"data.prompts.variants={args.variants}", "data.text.source=auto"])
@@ -120,12 +125,7 @@ def run_gpu(args) -> dict:
     device = torch.device(args.device)
     results: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "asset.glb"
-        if args.shape == "ring":
-            ring_glb(path, args.texture)
-        else:
-            bumpy_sphere_glb(path, args.faces, args.texture)
-        asset = load_asset(path, AssetConfig())
+        asset = load_asset(benchmark_asset(Path(tmp) / "asset.glb", args), AssetConfig())
     for resolution in args.gpu_resolutions:
         ovoxel = asset_to_ovoxel(asset, OVoxelConfig(resolution=resolution)).quantized()
         coords = ovoxel.batched_coords().to(device)
@@ -222,12 +222,7 @@ def compare_occupancy(args) -> dict:
     from know3d_cli.data.latents import ss_occupancy
 
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "asset.glb"
-        if args.shape == "ring":
-            ring_glb(path, args.texture)
-        else:
-            bumpy_sphere_glb(path, args.faces, args.texture)
-        asset = load_asset(path, AssetConfig())
+        asset = load_asset(benchmark_asset(Path(tmp) / "asset.glb", args), AssetConfig())
     cells = {}
     for resolution in (512, 1024):
         start = time.perf_counter()

@@ -13,12 +13,13 @@ Safety rules, so that any number of shard processes can write into one folder an
 
 from __future__ import annotations
 
+import glob
 import io
 import json
 import logging
 import os
+import re
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -137,7 +138,7 @@ class DatasetWriter:
 
         check_sample(sample)
         final = self.samples / sample.id
-        for stale in self.samples.glob(f".{sample.id}.*.tmp"):
+        for stale in self._leftovers(sample.id):
             shutil.rmtree(stale, ignore_errors=True)
         record = sample.sample_json()
         files = {
@@ -147,9 +148,9 @@ class DatasetWriter:
             BACK_FILE: png_bytes(sample.back),
             SAMPLE_FILE: (json.dumps(record, indent=2, ensure_ascii=False, default=str) + "\n").encode("utf-8"),
         }
-        tmp = Path(tempfile.mkdtemp(prefix=f".{sample.id}.", suffix=".tmp", dir=self.samples))
+        tmp = self.samples / f".{sample.id}.{os.getpid()}-{time.monotonic_ns()}.tmp"
+        tmp.mkdir()  # (not mkdtemp, which makes it 0700)
         try:
-            os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; give the folder the mode `mkdir` would
             for name, data in files.items():
                 atomic_write(tmp / name, data)
             os.rename(tmp, final)
@@ -167,6 +168,11 @@ class DatasetWriter:
         self._append(self.failures_path, record)
 
     # ------------------------------------------------------------------------------------------------ internals
+    def _leftovers(self, sample_id: str) -> list[Path]:
+        """Temporary folders of `sample_id` that a killed writer left (not those of an id that merely starts alike)."""
+        pattern = re.compile(rf"\.{re.escape(sample_id)}\.\d+-\d+\.tmp")
+        return [p for p in self.samples.glob(f".{glob.escape(sample_id)}.*.tmp") if pattern.fullmatch(p.name)]
+
     @staticmethod
     def _append(path: Path, record: dict[str, Any]) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -252,12 +258,6 @@ def png_bytes(image: Image.Image) -> bytes:
     buf = io.BytesIO()
     image.save(buf, format="PNG")
     return buf.getvalue()
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _fsync_dir(path: Path) -> None:

@@ -94,14 +94,16 @@ def test_a_killed_writer_leaves_no_half_sample_and_the_next_run_repairs_the_inde
     a_line = index.read_text().splitlines()[0]
     index.write_text(a_line + "\n" + a_line + "\n" + '{"id": "gone", "dir": "samples/gone", "prompts": ["p"]}\n'
                      + '{"id": "c", "di')
-    (tmp_path / "samples" / ".c.x1y2.tmp").mkdir()
+    (tmp_path / "samples" / ".c.123-456.tmp").mkdir()
+    (tmp_path / "samples" / ".c.d.123-457.tmp").mkdir()  # another sample's (id "c.d"), in progress elsewhere
     again = DatasetWriter(tmp_path, ALL, INFO)
     assert index_ids(tmp_path) == ["a"]  # duplicates, vanished samples and the cut line are dropped
     assert not again.finished("c") and again.finished("b")
     again.adopt("b")
     assert index_ids(tmp_path) == ["a", "b"]
     again.write(make_sample("c"))
-    assert index_ids(tmp_path) == ["a", "b", "c"] and not list((tmp_path / "samples").glob(".*"))
+    assert index_ids(tmp_path) == ["a", "b", "c"]
+    assert [p.name for p in (tmp_path / "samples").glob(".*")] == [".c.d.123-457.tmp"]
     assert len(TrainingDataset(tmp_path, TrainStage.SS)) == 3
     record = json.loads((tmp_path / "samples" / "c" / "sample.json").read_text())
     assert record["counts"] == {"N": 5, "M": 7, "K": 2} and record["camera"] == {"azimuth_deg": 10.0}
