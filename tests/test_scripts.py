@@ -74,13 +74,15 @@ def test_bench_ovoxel_and_bench_render_smoke(tmp_path):
     assert report["faces"] >= 1900 and report["results"]["turntable_2_s"] > 0 and report["opengl"]
 
 
-def test_bench_data_build_smoke_in_both_modes(tmp_path, tiny_root):
-    scripts = SCRIPT.parent
-    env = {**os.environ, "PYTHONPATH": str(scripts.parent), "OMP_NUM_THREADS": "1"}
+def test_bench_data_build_smoke_in_both_modes(tmp_path, tiny_root, monkeypatch, one_thread):
+    import importlib
+
+    monkeypatch.syspath_prepend(str(SCRIPT.parent))  # in-process: the script imports its sibling bench modules
+    bench = importlib.import_module("bench_data_build")
     out = tmp_path / "cpu.json"
-    run = subprocess.run([sys.executable, str(scripts / "bench_data_build.py"), "--smoke", "--tiny-root",
-                          str(tiny_root), "--json", str(out)], capture_output=True, text=True, timeout=300, env=env)
-    assert run.returncode == 0, run.stderr
+    monkeypatch.setattr(sys, "argv", ["bench_data_build.py", "--smoke", "--tiny-root", str(tiny_root), "--json",
+                                      str(out)])
+    bench.main()
     report = json.loads(out.read_text())
     steps = report["step_seconds"]
     assert set(steps) == {"asset", "ovoxel", "encoders", "render", "dinov3", "mllm", "editor"}
@@ -88,9 +90,9 @@ def test_bench_data_build_smoke_in_both_modes(tmp_path, tiny_root):
     assert report["dominant"] == max(steps, key=steps.get) and abs(sum(report["step_share"].values()) - 1) < 0.01
     assert report["voxels"] > report["shape_tokens"] > 0 and report["mode"] == "cpu"
     out = tmp_path / "gpu.json"
-    run = subprocess.run([sys.executable, str(scripts / "bench_data_build.py"), "--gpu", "--smoke", "--device", "cpu",
-                          "--json", str(out)], capture_output=True, text=True, timeout=300, env=env)
-    assert run.returncode == 0, run.stderr
+    monkeypatch.setattr(sys, "argv", ["bench_data_build.py", "--gpu", "--smoke", "--device", "cpu", "--json",
+                                      str(out)])
+    bench.main()
     report = json.loads(out.read_text())
     results = report["results"]
     assert results["hdit_per_variant"]["forwards"] == 21  # default tap: step 10 of 40 with true CFG, preview=none

@@ -68,17 +68,14 @@ def described_text(expander: BackViewExpander, front: Image.Image, back: Image.I
 def tapped_states(editor, front: Image.Image, variants: list[PromptVariant], seeds: list[int],
                   cfg: Know3dConfig) -> TappedStates:
     """H_DiT of every prompt variant (module docstring)."""
-    hidden, forwards, first = [], [], None
-    for variant, seed in zip(variants, seeds):
-        generator = torch.Generator("cpu").manual_seed(seed)
-        tap = imagine_back(editor, front, variant.instruction, cfg.editor, cfg.tap, preview="none",
-                           generator=generator)
-        hidden.append(tap.hidden[0].to(torch.bfloat16).cpu())
-        forwards.append(tap.forwards)
-        first = first or tap
+    taps = [imagine_back(editor, front, variant.instruction, cfg.editor, cfg.tap, preview="none",
+                         generator=torch.Generator("cpu").manual_seed(seed))
+            for variant, seed in zip(variants, seeds)]
+    first = taps[0]  # every variant taps the same step and grid
     meta = {"block": cfg.tap.block, "step_frac": cfg.tap.step_frac, "step_index": first.step_index,
             "timestep": first.timestep, "sigma": first.sigma, "grid": list(first.grid), "tokens": cfg.tap.tokens,
-            "forwards": forwards}
+            "forwards": [tap.forwards for tap in taps]}
+    hidden = [tap.hidden[0].to(torch.bfloat16).cpu() for tap in taps]
     return TappedStates(torch.stack(hidden).contiguous(), meta)
 
 

@@ -173,12 +173,19 @@ def test_two_shards_build_the_unsharded_set(built, tiny_root, assets, tmp_path):
                     assert torch.equal(a.get_tensor(key), b.get_tensor(key)), (line["id"], key)
 
 
-def test_train_runs_on_the_built_dataset(built, tiny_root, tmp_path):
+def test_every_training_command_runs_on_the_built_dataset(built, tiny_root, tmp_path):
     out, _, _ = built
-    code, events, err = cli("train", *train_overrides(tiny_root, out, tmp_path / "run", "train.steps=2"))
+    for stage, steps in (("ss", 2), ("shape_512", 1)):  # the adapter on hdit; the shape latents at 512
+        code, events, err = cli("train", *train_overrides(tiny_root, out, tmp_path / stage, f"train={stage}",
+                                                           f"train.steps={steps}"))
+        assert code == 0, err
+        logged = [e for e in events if e.get("event") == "train"]
+        assert [e["step"] for e in logged] == list(range(1, steps + 1)) and all(np.isfinite(e["loss"]) for e in logged)
+    code, events, err = cli("train", "editor-lora", "preset=tiny", f"models.tiny_root={tiny_root}", "runtime.device=cpu",
+                            f"train.dataset={out}", f"train.editor_lora.output={tmp_path / 'lora'}",
+                            "train.editor_lora.steps=1", "train.log_every=1")
     assert code == 0, err
-    steps = [e for e in events if e.get("event") == "train"]
-    assert [e["step"] for e in steps] == [1, 2] and all(np.isfinite(e["loss"]) for e in steps)
+    assert events[-1]["event"] == "editor_lora_done" and Path(events[-1]["file"]).is_file()
 
 
 def test_inspect_reports_counts_failures_and_a_contact_sheet(built, tmp_path):
