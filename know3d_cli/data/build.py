@@ -33,7 +33,7 @@ import numpy as np
 
 from .. import hub, metadata
 from ..config import Know3dConfig, to_container
-from ..errors import EXIT_BATCH_FAILURES, EXIT_INTERRUPTED, EXIT_OK, AssetError, ConfigError, Know3dError
+from ..errors import EXIT_BATCH_FAILURES, EXIT_INTERRUPTED, EXIT_OK, ConfigError, Know3dError
 from ..preprocess import file_sha256
 from ..progress import Progress
 from ..runtime import oom_as_error, resident, resolve_runtime
@@ -245,8 +245,6 @@ class DatasetBuilder:
         with timed(job.timings, "render"):
             azimuth, elevation = draw_view_angles(np.random.default_rng([job.seed, 0]), cfg.views)
             pair = render_view_pair(asset, azimuth, elevation, cfg.views, self.cfg.preprocess)
-        if latents["shape_coords"].shape[0] == 0:
-            raise AssetError(f"{job.source.path}: the shape latent is empty", "no_surface")
         job.out.update(sha256=sha256, latents=latents, pair=pair, ovoxel={
             "resolution": ovoxel.resolution, "voxels": ovoxel.num_voxels, "quantized": cfg.quantize,
             "faces": asset.num_faces, "materials": len(asset.materials)})

@@ -42,16 +42,11 @@ def dense_occupancy(cells: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def encode_latents(ovoxel: OVoxel, encoders: Encoders) -> dict[str, torch.Tensor]:
     """The LATENT_TENSORS of `schema.py` for one O-Voxel (computed on the encoders' device, returned on the CPU).
-
-    Raises:
-        RuntimeError: the texture latent lands on other voxels than the shape latent (cannot happen for one O-Voxel).
-    """
+    Both SC-VAE latents sit on the same coordinates: the encoders downsample the same voxels alike."""
     device = encoders.device
     coords = ovoxel.batched_coords().to(device)
     shape = encoders.shape(sparse(ovoxel.offsets.to(device), coords), sparse(ovoxel.intersected.to(device), coords))
     tex = encoders.tex(sparse(ovoxel.texture_features().to(device), coords))
-    if not torch.equal(shape.coords, tex.coords):
-        raise RuntimeError("the shape and texture latents are on different voxels")
     cells = ss_occupancy(ovoxel.coords, ovoxel.resolution)
     ss = encoders.ss(dense_occupancy(cells).to(device))
     return {

@@ -208,6 +208,12 @@ def test_inspect_reports_counts_failures_and_a_contact_sheet(built, tmp_path):
             assert np.unique(cell.reshape(-1, 3), axis=0).shape[0] > 4
 
 
+def _garbage_dataset(path: Path) -> Path:
+    path.mkdir()
+    (path / DATASET_FILE).write_text("{ not json")
+    return path
+
+
 def test_bad_invocations_are_one_line_errors(built, tiny_root, assets, tmp_path):
     out, _, _ = built
     cases = [
@@ -220,6 +226,7 @@ def test_bad_invocations_are_one_line_errors(built, tiny_root, assets, tmp_path)
         (["data", "build", assets, "--out", out, *build_args(tiny_root, "data.prompts.variants=3")], 2,
          "other settings"),
         (["data", "inspect", tmp_path], 3, "not a Know3D dataset"),
+        (["data", "inspect", _garbage_dataset(tmp_path / "garbage")], 3, "unreadable"),
     ]
     for argv, want, text in cases:
         code, events, err = cli(*argv)

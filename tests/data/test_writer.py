@@ -11,7 +11,7 @@ from PIL import Image
 from know3d_cli.data import writer as writer_module
 from know3d_cli.data.schema import DATASET_FILE, SCHEMA_VERSION
 from know3d_cli.data.writer import DatasetWriter, Sample, check_sample
-from know3d_cli.errors import ConfigError
+from know3d_cli.errors import ConfigError, InputError
 from know3d_cli.shard import ALL, Shard
 from know3d_cli.train.dataset import TrainingDataset
 from know3d_cli.train_config import TrainStage
@@ -107,6 +107,12 @@ def test_a_killed_writer_leaves_no_half_sample_and_the_next_run_repairs_the_inde
     assert len(TrainingDataset(tmp_path, TrainStage.SS)) == 3
     record = json.loads((tmp_path / "samples" / "c" / "sample.json").read_text())
     assert record["counts"] == {"N": 5, "M": 7, "K": 2} and record["camera"] == {"azimuth_deg": 10.0}
+
+
+def test_an_unreadable_dataset_json_is_an_input_error(tmp_path):
+    (tmp_path / DATASET_FILE).write_text("{ not json")
+    with pytest.raises(InputError, match="unreadable"):
+        DatasetWriter(tmp_path, ALL, INFO)
 
 
 def test_failures_are_appended_per_shard(tmp_path):
