@@ -55,7 +55,7 @@ def inspect_dataset(root: Path, sheet: Path | None = None, samples: int = 8) -> 
             duplicates += str(record.get("id")) in index
             index.setdefault(str(record.get("id")), record)
     folders = {p.name for p in (root / SAMPLES_DIR).glob("*") if (p / SAMPLE_FILE).is_file()}
-    in_progress = sum(1 for p in (root / SAMPLES_DIR).glob(".*.tmp"))
+    in_progress = sum(1 for p in (root / SAMPLES_DIR).glob(".*.partial-*"))  # being written, or left by a kill
     failures = _open_failures(root, folders)
 
     report = {

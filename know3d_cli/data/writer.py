@@ -4,8 +4,10 @@ Safety rules, so that any number of shard processes can write into one folder an
 
 - `dataset.json` is created once (a complete temporary file hard-linked into place, which fails if another process
   won the race); every later writer compares its settings with it and refuses to mix incompatible samples.
-- A sample is written into `samples/.<id>.<random>.tmp/` and renamed to `samples/<id>/` when complete, so a sample
-  folder exists only whole; leftovers of a killed writer are removed when the sample is built again.
+- A sample folder is written by `outputs.write_asset` under the id's `outputs.AssetLock` (`samples/.<id>.lock`):
+  into `samples/.<id>.partial-<hex>/`, renamed to `samples/<id>/` when complete, so a sample folder exists only
+  whole; the leftovers of a killed writer are removed when the sample is built again (`outputs.recover`). A full
+  disk is a `WriteFailure` (`disk_full`), which stops the build.
 - Each shard appends only to its own `index/<shard>.jsonl` and `failures/<shard>.jsonl` (one JSON line each, flushed
   and fsynced), and on start rewrites its own index without lines a killed run may have cut short, and adds the
   finished samples that a kill left unindexed. The training reader reads the union of every shard's index.
@@ -13,13 +15,10 @@ Safety rules, so that any number of shard processes can write into one folder an
 
 from __future__ import annotations
 
-import glob
 import io
 import json
 import logging
 import os
-import re
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,8 +27,9 @@ from typing import Any
 import torch
 from PIL import Image
 
-from ..errors import ConfigError, InputError
+from ..errors import ConfigError, InputError, WriteFailure
 from ..io import atomic_write, ensure_writable_dir
+from ..outputs import AssetLock, write_asset
 from ..shard import Shard
 from .schema import (
     CONDITION_TENSORS,
@@ -133,13 +133,14 @@ class DatasetWriter:
         logger.info("%s: finished by an earlier run but not indexed; indexed now", sample_id)
 
     def write(self, sample: Sample) -> Path:
-        """Check `sample` against the schema, write its folder atomically, then index it. Returns the folder."""
+        """Check `sample` against the schema, write its folder atomically, then index it. Returns the folder.
+
+        Raises:
+            WriteFailure: the folder could not be written (disk full, I/O error); nothing of it is left.
+        """
         from safetensors.torch import save
 
         check_sample(sample)
-        final = self.samples / sample.id
-        for stale in self._leftovers(sample.id):
-            shutil.rmtree(stale, ignore_errors=True)
         record = sample.sample_json()
         files = {
             LATENTS_FILE: save({k: v.contiguous() for k, v in sample.latents.items()}),
@@ -148,16 +149,8 @@ class DatasetWriter:
             BACK_FILE: png_bytes(sample.back),
             SAMPLE_FILE: (json.dumps(record, indent=2, ensure_ascii=False, default=str) + "\n").encode("utf-8"),
         }
-        tmp = self.samples / f".{sample.id}.{os.getpid()}-{time.monotonic_ns()}.tmp"
-        tmp.mkdir()  # (not mkdtemp, which makes it 0700)
-        try:
-            for name, data in files.items():
-                atomic_write(tmp / name, data)
-            os.rename(tmp, final)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        _fsync_dir(self.samples)
+        with AssetLock(self.samples, sample.id):  # taking it cleans a killed writer's leftovers of this id
+            final = write_asset(self.samples, sample.id, files)
         if sample.id not in self.indexed:  # a sample of an index another shard layout wrote keeps that line
             self._append(self.index_path, index_line(record))
             self.indexed[sample.id] = self.index_path.name
@@ -168,18 +161,21 @@ class DatasetWriter:
         self._append(self.failures_path, record)
 
     # ------------------------------------------------------------------------------------------------ internals
-    def _leftovers(self, sample_id: str) -> list[Path]:
-        """Temporary folders of `sample_id` that a killed writer left (not those of an id that merely starts alike)."""
-        pattern = re.compile(rf"\.{re.escape(sample_id)}\.\d+-\d+\.tmp")
-        return [p for p in self.samples.glob(f".{glob.escape(sample_id)}.*.tmp") if pattern.fullmatch(p.name)]
-
     @staticmethod
     def _append(path: Path, record: dict[str, Any]) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("a", encoding="utf-8") as fh:
-            fh.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
+        """Append one JSON line (a line torn by a full disk is skipped by `read_json_lines`).
+
+        Raises:
+            WriteFailure: the line could not be written (disk full, I/O error).
+        """
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with path.open("a", encoding="utf-8") as fh:
+                fh.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+        except OSError as exc:
+            raise WriteFailure(f"cannot append to {path} ({exc.strerror or exc})", os_errno=exc.errno) from exc
 
     def _repair_index(self) -> dict[str, str]:
         """Rewrite this shard's index without unreadable lines, duplicates or samples whose folder is gone; return
@@ -260,21 +256,7 @@ def png_bytes(image: Image.Image) -> bytes:
     return buf.getvalue()
 
 
-def _fsync_dir(path: Path) -> None:
-    """Make a rename in `path` durable (POSIX: fsync the directory)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 __all__ = [
-    "BACK_FILE", "COMPATIBILITY_KEYS", "FAILURES_DIR", "FRONT_FILE", "INDEX_DIR", "SAMPLES_DIR", "DatasetWriter", "Sample",
-    "check_sample", "index_line", "png_bytes", "read_json_lines",
+    "BACK_FILE", "COMPATIBILITY_KEYS", "FAILURES_DIR", "FRONT_FILE", "INDEX_DIR", "SAMPLES_DIR", "DatasetWriter",
+    "Sample", "check_sample", "index_line", "png_bytes", "read_json_lines",
 ]

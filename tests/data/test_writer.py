@@ -8,10 +8,10 @@ import pytest
 import torch
 from PIL import Image
 
-from know3d_cli.data import writer as writer_module
+from know3d_cli import outputs
 from know3d_cli.data.schema import DATASET_FILE, SCHEMA_VERSION
 from know3d_cli.data.writer import DatasetWriter, Sample, check_sample
-from know3d_cli.errors import ConfigError, InputError
+from know3d_cli.errors import ConfigError, InputError, WriteFailure
 from know3d_cli.shard import ALL, Shard
 from know3d_cli.train.dataset import TrainingDataset
 from know3d_cli.train_config import TrainStage
@@ -81,12 +81,13 @@ def test_a_killed_writer_leaves_no_half_sample_and_the_next_run_repairs_the_inde
             raise KeyboardInterrupt
         return original(path, data)
 
-    original = writer_module.atomic_write
-    monkeypatch.setattr(writer_module, "atomic_write", interrupted)
+    original = outputs._write_synced
+    monkeypatch.setattr(outputs, "_write_synced", interrupted)
     with pytest.raises(KeyboardInterrupt):
         writer.write(make_sample("c"))
     monkeypatch.undo()
-    assert not (tmp_path / "samples" / "c").exists() and not list((tmp_path / "samples").glob(".*"))
+    assert not (tmp_path / "samples" / "c").exists()  # only its partial folder is left, as after a kill
+    assert [p.name.split("-")[0] for p in (tmp_path / "samples").glob(".*")] == [".c.partial"]
     assert index_ids(tmp_path) == ["a", "b"]
 
     # a kill between the rename and the index line (b's line lost), a line cut short, a leftover temporary folder
@@ -94,8 +95,8 @@ def test_a_killed_writer_leaves_no_half_sample_and_the_next_run_repairs_the_inde
     a_line = index.read_text().splitlines()[0]
     index.write_text(a_line + "\n" + a_line + "\n" + '{"id": "gone", "dir": "samples/gone", "prompts": ["p"]}\n'
                      + '{"id": "c", "di')
-    (tmp_path / "samples" / ".c.123-456.tmp").mkdir()
-    (tmp_path / "samples" / ".c.d.123-457.tmp").mkdir()  # another sample's (id "c.d"), in progress elsewhere
+    (tmp_path / "samples" / ".c.partial-0123abcd").mkdir()
+    (tmp_path / "samples" / ".c.d.partial-4567abcd").mkdir()  # another sample's (id "c.d"), in progress elsewhere
     again = DatasetWriter(tmp_path, ALL, INFO)
     assert index_ids(tmp_path) == ["a"]  # duplicates, vanished samples and the cut line are dropped
     assert not again.finished("c") and again.finished("b")
@@ -103,7 +104,7 @@ def test_a_killed_writer_leaves_no_half_sample_and_the_next_run_repairs_the_inde
     assert index_ids(tmp_path) == ["a", "b"]
     again.write(make_sample("c"))
     assert index_ids(tmp_path) == ["a", "b", "c"]
-    assert [p.name for p in (tmp_path / "samples").glob(".*")] == [".c.d.123-457.tmp"]
+    assert [p.name for p in (tmp_path / "samples").glob(".*")] == [".c.d.partial-4567abcd"]
     assert len(TrainingDataset(tmp_path, TrainStage.ss)) == 3
     record = json.loads((tmp_path / "samples" / "c" / "sample.json").read_text())
     assert record["counts"] == {"N": 5, "M": 7, "K": 2} and record["camera"] == {"azimuth_deg": 10.0}
@@ -121,3 +122,17 @@ def test_failures_are_appended_per_shard(tmp_path):
     writer.fail({"id": "y", "reason": "no_faces"})
     lines = (tmp_path / "failures" / "shard-00001-of-00003.jsonl").read_text().splitlines()
     assert [json.loads(line)["id"] for line in lines] == ["x", "y"]
+
+
+def test_a_full_disk_is_a_write_failure_that_leaves_nothing_of_the_sample(tmp_path, monkeypatch, disk_full):
+    writer = DatasetWriter(tmp_path, ALL, INFO)
+    writer.write(make_sample("a"))
+    disk_full(monkeypatch, tmp_path / "samples")
+    with pytest.raises(WriteFailure) as caught:
+        writer.write(make_sample("b"))
+    assert caught.value.disk_full and "free some disk space" in str(caught.value)
+    assert sorted(p.name for p in (tmp_path / "samples").iterdir()) == ["a"] and index_ids(tmp_path) == ["a"]
+    disk_full(monkeypatch, tmp_path / "failures")
+    with pytest.raises(WriteFailure, match="cannot append to .*shard-00000-of-00001.jsonl") as caught:
+        writer.fail({"id": "c", "error": "x"})
+    assert caught.value.disk_full
