@@ -400,6 +400,7 @@ app.add_typer(data_app, name="data")
 
 
 @data_app.command("build", epilog=DATA_EXAMPLES)
+@_interruptible
 def data_build(
     assets: Annotated[str, typer.Argument(help="A folder, a quoted glob, or a CSV (columns asset, id, caption) of "
                                                "GLB/glTF/OBJ/PLY files.", show_default=False)],
@@ -413,13 +414,13 @@ def data_build(
     """Latents, renders and cached conditions of every asset; finished samples are skipped."""
     _setup(quiet, debug)
     from .data.build import run_build
-    from .progress import Progress
     from .shard import parse_shard
 
     part = parse_shard(shard)
     cfg = _load(list(overrides or []))
     with Progress(enabled=not quiet) as progress:
-        summary = run_build(assets, out, cfg, part, emit=emit, progress=progress, debug=debug)
+        summary = run_build(assets, out, cfg, part, emit=partial(emit, progress=progress), progress=progress,
+                            debug=debug)
     raise typer.Exit(summary.exit_code)
 
 

@@ -15,7 +15,8 @@ each model moves to the GPU once per group, not once per asset):
 A sample's randomness (view angles, prompt variants, editor noise) comes from `data.seed` and its id only, so a
 sample is the same whichever shard, group or run builds it. Each asset succeeds or fails on its own: a failure is
 one JSON line with the reason, in `failures/<shard>.jsonl` and on stdout. Finished samples are skipped, so a
-killed or interrupted build resumes where it stopped; Ctrl-C ends after the summary (exit 130).
+killed or interrupted build resumes where it stopped; Ctrl-C ends after the summary (exit 130), and so does a full
+disk (`stopped` in the summary, exit 4).
 """
 
 from __future__ import annotations
@@ -32,8 +33,16 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from .. import hub, metadata
-from ..config import Know3dConfig, to_container
-from ..errors import EXIT_BATCH_FAILURES, EXIT_INTERRUPTED, EXIT_OK, ConfigError, Know3dError
+from ..config import Know3dConfig, TextSource, to_container
+from ..errors import (
+    EXIT_BATCH_FAILURES,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_RUNTIME,
+    ConfigError,
+    Know3dError,
+    WriteFailure,
+)
 from ..preprocess import file_sha256
 from ..progress import Progress
 from ..runtime import oom_as_error, resident, resolve_runtime
@@ -65,11 +74,14 @@ class BuildSummary:
     failed: int
     skipped: int  # already finished
     interrupted: bool
+    stopped: str | None = None  # why the build stopped before its end (the disk is full); None otherwise
 
     @property
     def exit_code(self) -> int:
         if self.interrupted:
             return EXIT_INTERRUPTED
+        if self.stopped is not None:
+            return EXIT_RUNTIME
         return EXIT_BATCH_FAILURES if self.failed else EXIT_OK
 
 
@@ -96,7 +108,7 @@ def sample_seed(base_seed: int, sample_id: str) -> int:
 def data_models(cfg: Know3dConfig) -> list[str]:
     """The models a build with `cfg` uses, in phase order."""
     names = list(hub.ENCODER_MODELS) + ["dinov3"]
-    if cfg.data.text.source == "auto":
+    if cfg.data.text.source is TextSource.auto:
         names.append("mllm")
     return names + ["editor"]
 
@@ -167,17 +179,17 @@ class DatasetBuilder:
             emit(event)
             self.progress.advance()
 
-        todo = []
-        for source in mine:
-            if source.error is not None:
-                record(self._failed(_Job(source, 0), source.error, "bad_input", None))
-            elif self.writer.finished(source.id):
-                self.writer.adopt(source.id)
-                record(self._event(source, "skipped"))
-            else:
-                todo.append(_Job(source, sample_seed(self.cfg.data.seed, source.id)))
-        interrupted = False
+        interrupted, stopped = False, None
         try:
+            todo = []
+            for source in mine:
+                if source.error is not None:
+                    record(self._failed(_Job(source, 0), source.error, "bad_input", None))
+                elif self.writer.finished(source.id):
+                    self.writer.adopt(source.id)
+                    record(self._event(source, "skipped"))
+                else:
+                    todo.append(_Job(source, sample_seed(self.cfg.data.seed, source.id)))
             size = self.cfg.data.group_size
             for start in range(0, len(todo), size):
                 for event in self._build_group(todo[start:start + size], debug):
@@ -185,7 +197,10 @@ class DatasetBuilder:
         except KeyboardInterrupt:
             interrupted = True
             logger.warning("interrupted: the samples in progress were not written; run the same command to resume")
-        return BuildSummary(len(mine), counts["ok"], counts["failed"], counts["skipped"], interrupted)
+        except WriteFailure as exc:  # the disk is full: no later sample can be written either
+            stopped = str(exc)
+            logger.error("build stopped: %s; finished samples are kept, run the same command to resume", stopped)
+        return BuildSummary(len(mine), counts["ok"], counts["failed"], counts["skipped"], interrupted, stopped)
 
     def _build_group(self, jobs: list[_Job], debug: bool) -> Iterator[dict[str, Any]]:
         """Take `jobs` through every phase; yield each failure as it happens, then each written sample."""
@@ -220,6 +235,11 @@ class DatasetBuilder:
                 step(job)
         except KeyboardInterrupt:
             raise
+        except WriteFailure as exc:
+            if exc.disk_full:
+                raise
+            logger.error("%s: %s", job.id, exc)
+            return self._failed(job, str(exc), exc.code, None)
         except Know3dError as exc:
             logger.error("%s: %s", job.id, exc)
             return self._failed(job, str(exc), exc.code, getattr(exc, "reason", None))
@@ -256,7 +276,7 @@ class DatasetBuilder:
 
     def _describes(self, jobs: list[_Job]) -> bool:
         """Whether Qwen2.5-VL describes any of `jobs` (`data.text.source=auto` and an asset without a caption)."""
-        return self.cfg.data.text.source == "auto" and any(job.source.caption is None for job in jobs)
+        return self.cfg.data.text.source is TextSource.auto and any(job.source.caption is None for job in jobs)
 
     def _text(self, job: _Job) -> None:
         pair = job.out["pair"]
@@ -264,7 +284,7 @@ class DatasetBuilder:
             if self._describes([job]):
                 text = described_text(self._model("mllm"), pair.front_image, pair.back_image)
             else:
-                text = caption_text(job.source.caption if self.cfg.data.text.source != "none" else None)
+                text = caption_text(job.source.caption if self.cfg.data.text.source is not TextSource.none else None)
         prompts = self.cfg.data.prompts
         job.out["text"] = text
         job.out["variants"] = prompt_variants(text.parts, prompts.variants, prompts.p_empty,
@@ -342,8 +362,8 @@ def run_build(assets: str, out: Path, cfg: Know3dConfig, shard: Shard, *, emit: 
     builder = DatasetBuilder(cfg, out, shard, progress)
     summary = builder.run(sources, emit, debug=debug)
     emit({"event": "summary", "total": summary.total, "ok": summary.ok, "failed": summary.failed,
-          "skipped": summary.skipped, "interrupted": summary.interrupted, "shard": str(shard),
-          "dataset": str(builder.writer.root), "index": str(builder.writer.index_path),
+          "skipped": summary.skipped, "interrupted": summary.interrupted, "stopped": summary.stopped,
+          "shard": str(shard), "dataset": str(builder.writer.root), "index": str(builder.writer.index_path),
           "failures": str(builder.writer.failures_path)})
     return summary
 

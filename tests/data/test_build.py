@@ -259,3 +259,28 @@ def test_a_later_phase_fails_one_asset_and_ctrl_c_ends_with_the_summary(tiny_roo
     assert not list((out / "samples").iterdir())  # nothing half-written
     assert "resume" in err
 
+
+
+def test_a_full_disk_stops_the_build_with_exit_4_and_keeps_finished_samples(tiny_root, tmp_path, monkeypatch,
+                                                                             disk_full):
+    from know3d_cli.config import load_config
+    from know3d_cli.data import build
+    from know3d_cli.data.sources import read_sources
+    from know3d_cli.shard import ALL
+
+    from .test_writer import make_sample
+
+    for phase in ("_geometry", "_dino", "_text", "_editor"):  # only the writes matter here
+        monkeypatch.setattr(build.DatasetBuilder, phase, lambda self, job: None)
+    monkeypatch.setattr(build.DatasetBuilder, "_model", lambda self, name: None)
+    monkeypatch.setattr(build.DatasetBuilder, "_write", lambda self, job: self.writer.write(make_sample(job.id)))
+    sources = read_sources(str(build_assets(tmp_path / "assets")["rod"].parent))
+    builder = build.DatasetBuilder(load_config(build_args(tiny_root, "data.group_size=1")), tmp_path / "out", ALL)
+    events = []
+    first = builder.run(sources[:1], events.append)
+    disk_full(monkeypatch, tmp_path / "out" / "samples")
+    summary = builder.run(sources, events.append)
+    assert (first.ok, summary.exit_code, summary.skipped, summary.ok) == (1, 4, 1, 0)
+    assert "no space left" in summary.stopped.lower() and summary.failed == 0
+    assert [e["status"] for e in events] == ["ok", "skipped"]  # the build stopped at the first sample it could not write
+    assert [p.name for p in (tmp_path / "out" / "samples").iterdir()] == [sources[0].id]
