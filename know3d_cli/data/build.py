@@ -34,15 +34,7 @@ import numpy as np
 
 from .. import hub, metadata
 from ..config import Know3dConfig, TextSource, to_container
-from ..errors import (
-    EXIT_BATCH_FAILURES,
-    EXIT_INTERRUPTED,
-    EXIT_OK,
-    EXIT_RUNTIME,
-    ConfigError,
-    Know3dError,
-    WriteFailure,
-)
+from ..errors import ConfigError, Know3dError, WriteFailure, run_exit_code
 from ..preprocess import file_sha256
 from ..progress import Progress
 from ..runtime import oom_as_error, resident, resolve_runtime
@@ -78,11 +70,7 @@ class BuildSummary:
 
     @property
     def exit_code(self) -> int:
-        if self.interrupted:
-            return EXIT_INTERRUPTED
-        if self.stopped is not None:
-            return EXIT_RUNTIME
-        return EXIT_BATCH_FAILURES if self.failed else EXIT_OK
+        return run_exit_code(failed=self.failed, interrupted=self.interrupted, stopped=self.stopped)
 
 
 @dataclass(eq=False)

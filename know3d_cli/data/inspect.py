@@ -19,10 +19,11 @@ from PIL import Image
 
 from ..errors import InputError
 from ..io import atomic_write
+from ..outputs import read_results
 from ..render import contact_sheet, depth_image
 from .schema import DATASET_FILE, LATENTS_FILE, SAMPLE_FILE, SS_GRID
 from .views import occupancy_azimuth
-from .writer import BACK_FILE, FAILURES_DIR, FRONT_FILE, INDEX_DIR, SAMPLES_DIR, png_bytes, read_json_lines
+from .writer import BACK_FILE, FAILURES_DIR, FRONT_FILE, INDEX_DIR, SAMPLES_DIR, png_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ def inspect_dataset(root: Path, sheet: Path | None = None, samples: int = 8) -> 
     shards: dict[str, int] = {}
     duplicates = 0
     for path in sorted((root / INDEX_DIR).glob("*.jsonl")):
-        records = read_json_lines(path)
+        records = read_results(path)
         shards[path.stem] = len(records)
         for record in records:
             duplicates += str(record.get("id")) in index
@@ -92,7 +93,7 @@ def _open_failures(root: Path, finished: set[str]) -> list[dict[str, Any]]:
     """The latest failure of every asset (by id, else source) that has no finished sample."""
     latest: dict[str, dict[str, Any]] = {}
     for path in sorted((root / FAILURES_DIR).glob("*.jsonl")):
-        for record in read_json_lines(path):
+        for record in read_results(path):
             latest[str(record.get("id") or record.get("source"))] = record
     return [r for key, r in sorted(latest.items()) if r.get("id") not in finished]
 

@@ -29,7 +29,7 @@ from PIL import Image
 
 from ..errors import ConfigError, InputError, WriteFailure
 from ..io import atomic_write, ensure_writable_dir
-from ..outputs import AssetLock, write_asset
+from ..outputs import AssetLock, read_results, write_asset
 from ..shard import Shard
 from .schema import (
     CONDITION_TENSORS,
@@ -38,7 +38,6 @@ from .schema import (
     LATENT_TENSORS,
     LATENTS_FILE,
     SAMPLE_FILE,
-    SCHEMA_VERSION,
 )
 
 logger = logging.getLogger(__name__)
@@ -184,12 +183,12 @@ class DatasetWriter:
         for path in sorted((self.root / INDEX_DIR).glob("*.jsonl")):
             if path == self.index_path:
                 continue
-            for record in read_json_lines(path):
+            for record in read_results(path):
                 indexed.setdefault(str(record.get("id")), path.name)
         if not self.index_path.is_file():
             return indexed
         kept = []
-        for record in read_json_lines(self.index_path):
+        for record in read_results(self.index_path):
             ident = str(record.get("id"))
             if ident not in indexed and self.finished(ident):
                 indexed[ident] = self.index_path.name
@@ -199,19 +198,6 @@ class DatasetWriter:
             logger.info("%s: dropped index lines of unfinished or repeated samples", self.index_path)
             atomic_write(self.index_path, text.encode("utf-8"))
         return indexed
-
-
-def read_json_lines(path: Path) -> list[dict[str, Any]]:
-    """The JSON-object lines of a file; a line that does not parse (cut short by a kill) is skipped."""
-    records = []
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(record, dict):
-            records.append(record)
-    return records
 
 
 def _claim_info(path: Path, info: dict[str, Any]) -> dict[str, Any]:
@@ -258,5 +244,5 @@ def png_bytes(image: Image.Image) -> bytes:
 
 __all__ = [
     "BACK_FILE", "COMPATIBILITY_KEYS", "FAILURES_DIR", "FRONT_FILE", "INDEX_DIR", "SAMPLES_DIR", "DatasetWriter",
-    "Sample", "check_sample", "index_line", "png_bytes", "read_json_lines",
+    "Sample", "check_sample", "index_line", "png_bytes",
 ]
