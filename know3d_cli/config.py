@@ -127,9 +127,11 @@ class ExportConfig:
     format: str = "glb"  # glb | obj | ply
     faces: int = 500_000  # target face count after decimation
     texture_size: int = 2048  # baked texture side in pixels
-    texture_format: str = "webp"  # webp | png
+    texture_format: str = "png"  # png (every viewer) | webp (smaller; GLB needs EXT_texture_webp)
     alpha_mode: str = "OPAQUE"  # OPAQUE | BLEND | MASK
     double_sided: bool = True  # glTF material doubleSided
+    origin: str = "base"  # base (stands on y = 0, centred in x and z) | center (bounding-box centre at the origin)
+    height: Optional[float] = None  # asset height in metres; null keeps TRELLIS.2's unit cube
 
 
 @dataclass
@@ -245,6 +247,7 @@ def validate(cfg: Know3dConfig) -> None:
         ("export.format", cfg.export.format, ("glb", "obj", "ply")),
         ("export.texture_format", cfg.export.texture_format, ("webp", "png")),
         ("export.alpha_mode", cfg.export.alpha_mode, ("OPAQUE", "BLEND", "MASK")),
+        ("export.origin", cfg.export.origin, ("base", "center")),
         ("runtime.dtype", cfg.runtime.dtype, ("auto", "bfloat16", "float16", "float32")),
         ("runtime.offload", cfg.runtime.offload, ("sequential", "none")),
         ("runtime.attention", cfg.runtime.attention, ("auto", "sdpa", "flash_attn")),
@@ -284,6 +287,8 @@ def validate(cfg: Know3dConfig) -> None:
             raise ConfigError(f"invalid value {list(pair)!r} for {key}; expected [low, high] with low <= high")
     if not 0.0 < cfg.data.asset.min_extent < cfg.data.asset.max_extent:
         raise ConfigError("invalid data.asset extents; expected 0 < data.asset.min_extent < data.asset.max_extent")
+    if cfg.export.height is not None and not 0.0 < cfg.export.height <= 1.0e6:
+        raise ConfigError(f"invalid value {cfg.export.height!r} for export.height; expected null or metres in (0, 1e6]")
     if cfg.runtime.device != "auto" and not (cfg.runtime.device == "cpu" or cfg.runtime.device.startswith("cuda")):
         raise ConfigError(f"invalid value {cfg.runtime.device!r} for runtime.device; expected auto, cpu, cuda or cuda:N")
     validate_train(cfg.train)

@@ -168,7 +168,7 @@ class Know3dPipeline:
 
     def run(self, job: AssetJob, out_root: Path) -> GenerateResult:
         """Generate one asset into `out_root/job.id`; nothing is written unless every stage succeeded."""
-        from .export import encode_mesh
+        from .export import export_asset
         from .mllm import build_back_prompt
         from .preprocess import prepare_image
 
@@ -218,8 +218,8 @@ class Know3dPipeline:
 
         with self._timed("export", job.id, timings):
             export_timings: dict[str, float] = {}
-            mesh_bytes, extension = encode_mesh(asset, cfg.export, export_timings)
-            files: dict[str, bytes] = {f"model.{extension}": mesh_bytes, "input.png": _png(prepared.rgba)}
+            exported = export_asset(asset, cfg.export, export_timings)
+            files: dict[str, bytes] = {**exported.files, "input.png": _png(prepared.rgba)}
             if tap is not None and tap.preview is not None and cfg.preview != "none":
                 files["back.png"] = _png(tap.preview)
 
@@ -242,7 +242,7 @@ class Know3dPipeline:
                          "trellis2_per_run": t2.forwards},
             "trellis2": {"pipeline_type": t2.pipeline_type, "resolution": t2.resolution, "tokens": t2.tokens,
                          "timings_s": _rounded(t2.timings_s)},
-            "export": {"format": extension, "timings_s": _rounded(export_timings)},
+            "export": {"format": cfg.export.format, "timings_s": _rounded(export_timings), **exported.summary()},
             "geometry": {"source_stage": asset.source_stage, "resolution": asset.resolution,
                          "vertices": int(asset.vertices.shape[0]), "faces": int(asset.faces.shape[0]),
                          "textured": asset.textured},

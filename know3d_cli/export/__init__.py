@@ -1,6 +1,9 @@
-"""Asset export: GLB with baked PBR textures, OBJ and PLY (writers return bytes; they never touch disk)."""
+"""Asset export: GLB with baked PBR textures, OBJ + MTL + textures and PLY, placed for DCCs (writers return bytes;
+they never touch disk)."""
 
 from .glb import to_glb
-from .mesh_formats import FORMATS, encode_mesh, to_obj, to_ply
+from .mesh_formats import FORMATS, ExportedModel, export_asset, to_ply
+from .obj import to_obj
+from .placement import ORIGINS, Placement
 
-__all__ = ["FORMATS", "encode_mesh", "to_glb", "to_obj", "to_ply"]
+__all__ = ["FORMATS", "ORIGINS", "ExportedModel", "Placement", "export_asset", "to_glb", "to_obj", "to_ply"]

@@ -2,12 +2,15 @@
 
 Textured assets go through: clean-up and decimation to `cfg.faces` -> UV atlas -> texture bake from the
 high-resolution mesh and the voxel volume -> inpainted seams -> glTF metallic-roughness material. Untextured assets
-get a neutral grey material. The result passes the Khronos glTF validator with no errors (WebP textures use
-`EXT_texture_webp`, declared used and required, with no PNG fallback).
+get a neutral grey material. The mesh is then placed (`export.origin`, `export.height`, see `placement.py`). The
+result passes the Khronos glTF validator with no errors. Textures are PNG by default, which every glTF loader must
+read; WebP ones use `EXT_texture_webp`, declared used and required, with no PNG fallback (a loader without WebP
+refuses the file rather than showing it untextured).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import logging
 from dataclasses import dataclass
@@ -22,6 +25,7 @@ from ..errors import ConfigError
 from ..trellis2.representations import Asset3D
 from .bake import SurfaceAttributes, bake_pbr_textures
 from .mesh_ops import decimate_asset, to_gltf_frame, vertex_normals
+from .placement import Placement, placement_for
 from ..timing import timed
 from .uv_atlas import unwrap_uv
 
@@ -54,7 +58,7 @@ def to_glb(asset: Asset3D, cfg: ExportConfig, timings: Optional[dict[str, float]
 
     Args:
         asset: mesh in TRELLIS.2's frame, optionally with a PBR voxel volume.
-        cfg: export settings (faces, texture_size, texture_format, alpha_mode, double_sided).
+        cfg: export settings (faces, texture_size, texture_format, alpha_mode, double_sided, origin, height).
         timings: if given, seconds per step are added to it ("decimate", "uv_unwrap", "surface_index",
             "rasterize", "closest_point", "grid_sample", "inpaint", "encode").
 
@@ -62,7 +66,7 @@ def to_glb(asset: Asset3D, cfg: ExportConfig, timings: Optional[dict[str, float]
         The .glb file content.
     """
     _check_config(cfg)
-    mesh = prepare_export_mesh(asset, cfg, timings)
+    mesh, _ = place_export_mesh(prepare_export_mesh(asset, cfg, timings), cfg)
     with timed(timings, "encode"):
         return write_glb(mesh, cfg)
 
@@ -70,7 +74,8 @@ def to_glb(asset: Asset3D, cfg: ExportConfig, timings: Optional[dict[str, float]
 def prepare_export_mesh(
     asset: Asset3D, cfg: ExportConfig, timings: Optional[dict[str, float]] = None
 ) -> ExportMesh:
-    """Decimate, unwrap and bake (textured) or just decimate (untextured); convert to the glTF frame."""
+    """Decimate, unwrap and bake (textured) or just decimate (untextured); convert to the glTF frame (not placed:
+    TRELLIS.2's coordinates, see `place_export_mesh`)."""
     hi_vertices, hi_faces, vertices, faces = decimate_asset(asset, cfg.faces, timings)
     if not asset.textured:
         normals = vertex_normals(vertices, faces)
@@ -96,6 +101,12 @@ def prepare_export_mesh(
         base_color=base_color,
         metallic_roughness=metallic_roughness,
     )
+
+
+def place_export_mesh(mesh: ExportMesh, cfg: ExportConfig) -> tuple[ExportMesh, Placement]:
+    """The mesh moved and scaled as `export.origin` and `export.height` ask (normals are unchanged)."""
+    placement = placement_for(mesh.positions, cfg.origin, cfg.height)
+    return dataclasses.replace(mesh, positions=placement.apply(mesh.positions)), placement
 
 
 def write_glb(mesh: ExportMesh, cfg: ExportConfig) -> bytes:
@@ -238,4 +249,4 @@ def _check_config(cfg: ExportConfig) -> None:
         raise ConfigError(f"invalid value {cfg.alpha_mode!r} for export.alpha_mode; expected OPAQUE, BLEND or MASK")
 
 
-__all__ = ["ExportMesh", "encode_image", "prepare_export_mesh", "to_glb", "write_glb"]
+__all__ = ["ExportMesh", "encode_image", "place_export_mesh", "prepare_export_mesh", "to_glb", "write_glb"]
