@@ -132,6 +132,12 @@ class ExportConfig:
     double_sided: bool = True  # glTF material doubleSided
     origin: str = "base"  # base (stands on y = 0, centred in x and z) | center (bounding-box centre at the origin)
     height: Optional[float] = None  # asset height in metres; null keeps TRELLIS.2's unit cube
+    preview: bool = True  # preview.png: colour and normal renders from the front, right, back and left
+    preview_size: int = 384  # side in pixels of each preview tile and turntable frame
+    preview_faces: int = 100_000  # previews render a decimated copy of larger meshes (CPU cost grows with faces)
+    turntable: bool = False  # turntable.webp: a looping turntable of the exported model
+    turntable_frames: int = 36  # frames per turn
+    turntable_fps: float = 12.0  # frames per second
 
 
 @dataclass
@@ -270,6 +276,10 @@ def validate(cfg: Know3dConfig) -> None:
         ("tap.block", cfg.tap.block, 0, 10_000),
         ("export.faces", cfg.export.faces, 4, 100_000_000),
         ("export.texture_size", cfg.export.texture_size, 16, 16384),
+        ("export.preview_size", cfg.export.preview_size, 32, 4096),
+        ("export.preview_faces", cfg.export.preview_faces, 1000, 100_000_000),
+        ("export.turntable_frames", cfg.export.turntable_frames, 2, 1000),
+        ("export.turntable_fps", cfg.export.turntable_fps, 0.1, 120.0),
         ("preprocess.threshold_tolerance", cfg.preprocess.threshold_tolerance, 0.0, 1.0),
         ("preprocess.alpha_cutoff", cfg.preprocess.alpha_cutoff, 0.0, 1.0),
         ("data.asset.max_faces", cfg.data.asset.max_faces, 1, 2**31 - 1),

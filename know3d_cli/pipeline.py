@@ -168,7 +168,7 @@ class Know3dPipeline:
 
     def run(self, job: AssetJob, out_root: Path) -> GenerateResult:
         """Generate one asset into `out_root/job.id`; nothing is written unless every stage succeeded."""
-        from .export import export_asset
+        from .export import export_asset, render_previews
         from .mllm import build_back_prompt
         from .preprocess import prepare_image
 
@@ -222,6 +222,10 @@ class Know3dPipeline:
             files: dict[str, bytes] = {**exported.files, "input.png": _png(prepared.rgba)}
             if tap is not None and tap.preview is not None and cfg.preview != "none":
                 files["back.png"] = _png(tap.preview)
+        with self._timed("preview", job.id, timings):
+            previews = render_previews(exported, cfg.export, export_timings)
+            files.update(previews.files)
+            warnings += previews.warnings
 
         meta = {
             "schema_version": metadata.SCHEMA_VERSION,
@@ -242,7 +246,8 @@ class Know3dPipeline:
                          "trellis2_per_run": t2.forwards},
             "trellis2": {"pipeline_type": t2.pipeline_type, "resolution": t2.resolution, "tokens": t2.tokens,
                          "timings_s": _rounded(t2.timings_s)},
-            "export": {"format": cfg.export.format, "timings_s": _rounded(export_timings), **exported.summary()},
+            "export": {"format": cfg.export.format, "timings_s": _rounded(export_timings), **exported.summary(),
+                       "preview": previews.info},
             "geometry": {"source_stage": asset.source_stage, "resolution": asset.resolution,
                          "vertices": int(asset.vertices.shape[0]), "faces": int(asset.faces.shape[0]),
                          "textured": asset.textured},

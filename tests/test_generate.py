@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import zlib
 from pathlib import Path
 
@@ -63,7 +64,7 @@ def test_generate_know3d_writes_the_complete_asset(run_cli, tiny_root, tmp_path,
     assert event["event"] == "asset" and event["status"] == "ok" and event["id"] == "mug"
     asset = out / "mug"
     assert Path(event["dir"]) == asset
-    assert sorted(os.listdir(asset)) == ["back.png", "input.png", METADATA_FILE, "model.glb"]
+    assert sorted(os.listdir(asset)) == ["back.png", "input.png", METADATA_FILE, "model.glb", "preview.png"]
     assert sorted(os.listdir(tmp_path)) == ["mug.png", "out"]
 
     mesh = trimesh.load(asset / "model.glb", force="mesh")
@@ -87,6 +88,9 @@ def test_generate_know3d_writes_the_complete_asset(run_cli, tiny_root, tmp_path,
     assert meta["config"]["tap"]["block"] == meta["tap"]["block"]
     assert meta["peak_memory"]["bytes"] > 0
     assert "torch" in meta["versions"]
+    assert sorted(meta["files"]) == sorted(os.listdir(asset))
+    assert meta["export"]["preview"]["files"] == ["preview.png"] and meta["export"]["bounds"][0][1] == 0.0
+    assert Image.open(asset / "preview.png").size[0] > 4 * meta["config"]["export"]["preview_size"]
     validate_glb((asset / "model.glb").read_bytes())  # last: skips where the Khronos validator is not installed
 
 
@@ -119,6 +123,21 @@ def test_auto_mode_without_adapter_falls_back_to_multiview_and_says_so(run_cli, 
     assert meta["geometry"]["source_stage"] == "ss" and not meta["geometry"]["textured"]
     mesh = trimesh.load(tmp_path / "out" / "cup" / "model.glb", force="mesh")
     assert mesh.is_watertight
+
+
+def test_missing_renderer_still_writes_the_asset_and_says_why(run_cli, tiny_root, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "pyrender", None)  # as without the `render` extra
+    image = photo(tmp_path / "vase.png")
+    res = run_cli("generate", image, "--out", tmp_path / "out", "--mode", "trellis", "--quiet",
+                  *tiny(tiny_root, "trellis2.pipeline_type=ss", "export.format=obj", "export.turntable=true"))
+    assert res.code == EXIT_OK, res.stderr
+    (event,) = res.events
+    asset = tmp_path / "out" / "vase"
+    assert sorted(os.listdir(asset)) == sorted(event["files"]) == ["input.png", METADATA_FILE, "model.mtl", "model.obj"]
+    meta = json.loads((asset / METADATA_FILE).read_text())
+    (warning,) = [w for w in meta["warnings"] if "preview.png" in w]
+    assert "turntable.webp" in warning and 'pip install "know3d[render]"' in warning
+    assert warning in res.stderr  # logged even with --quiet: it is a warning
 
 
 def test_demo_runs_the_chain(run_cli, tiny_root, tmp_path, monkeypatch):

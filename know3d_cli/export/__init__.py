@@ -1,9 +1,11 @@
 """Asset export: GLB with baked PBR textures, OBJ + MTL + textures and PLY, placed for DCCs (writers return bytes;
-they never touch disk)."""
+they never touch disk), and the preview renders of the exported model (`export.preview`)."""
 
 from .glb import to_glb
 from .mesh_formats import FORMATS, ExportedModel, export_asset, to_ply
 from .obj import to_obj
 from .placement import ORIGINS, Placement
+from .preview import PREVIEW_FILE, TURNTABLE_FILE, Previews, render_previews
 
-__all__ = ["FORMATS", "ORIGINS", "ExportedModel", "Placement", "export_asset", "to_glb", "to_obj", "to_ply"]
+__all__ = ["FORMATS", "ORIGINS", "PREVIEW_FILE", "TURNTABLE_FILE", "ExportedModel", "Placement", "Previews",
+           "export_asset", "render_previews", "to_glb", "to_obj", "to_ply"]
