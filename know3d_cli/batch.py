@@ -76,8 +76,19 @@ def run_batch(manifest: Path, out: Path, cfg: Know3dConfig, *, resume: bool = Tr
             break
 
     summary = BatchSummary(len(rows), counts["ok"], counts["failed"], counts["skipped"], interrupted)
-    emit(summary.event(results_path))
+    emit({**summary.event(results_path), "report": _write_gallery(out)})
     return summary
+
+
+def _write_gallery(out: Path) -> str | None:
+    """`out`'s review gallery (index.html); failing to write it is a warning, never the batch's failure."""
+    from .report import write_report
+
+    try:
+        return str(write_report(out).path)
+    except Know3dError as exc:
+        logger.warning("no review gallery: %s", exc)
+        return None
 
 
 def _run_row(row: ManifestRow, pipeline: Know3dPipeline, cfg: Know3dConfig, out: Path, resume: bool,

@@ -172,6 +172,9 @@ def test_batch_isolates_failures_resumes_and_rejects_unsafe_ids(run_cli, tiny_ro
     meta = json.loads((out / "good" / METADATA_FILE).read_text())
     assert meta["back"] == "a pocket, zipped" and meta["seed"] == 5
     assert not (out / "missing").exists() and not (out / "corrupt").exists()
+    assert summary["report"] == str(out / "index.html")  # the review gallery, failures included
+    page = (out / "index.html").read_text(encoding="utf-8")
+    assert 'data-id="good"' in page and page.count('class="card failed"') == 2
 
     again = run_cli(*args)
     assert again.code == EXIT_BATCH_FAILURES
