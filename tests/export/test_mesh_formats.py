@@ -13,7 +13,8 @@ import trimesh
 from PIL import Image
 
 from know3d_cli.config import ExportConfig, ExportFormat, ExportOrigin
-from know3d_cli.export import encode_mesh, to_obj, to_ply
+from know3d_cli.export import PREVIEW_FILE, TURNTABLE_FILE, encode_mesh, to_obj, to_ply
+from know3d_cli.outputs import ASSET_FILES, check_asset_path
 
 # base colour (0.2, 0.4, 0.6), metallic 0, roughness 1, alpha 0.6 -> RGBA bytes
 PBR = (0.2, 0.4, 0.6, 0.0, 1.0, 0.6)
@@ -167,3 +168,18 @@ def test_invalid_placement_settings_are_config_errors(override, key):
 
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         load_config([override])
+
+
+@pytest.mark.parametrize("texture_format", ["png", "webp"])
+def test_every_exported_file_is_one_the_output_folder_owns(blob, tmp_path, texture_format):
+    """`outputs.check_asset_path` refuses to replace a folder holding files know3d did not write: each file an
+    export (OBJ with its MTL and textures) or a preview writes must be one of its `ASSET_FILES`."""
+    files = to_obj(blob, ExportConfig(format=ExportFormat.obj, faces=1000, texture_size=16,
+                                      texture_format=texture_format))
+    names = {*files, "model.glb", "model.ply", PREVIEW_FILE, TURNTABLE_FILE}
+    assert len(files) == 5 and names <= ASSET_FILES
+    folder = tmp_path / "asset"
+    folder.mkdir()
+    for name in names:
+        (folder / name).write_bytes(b"")
+    check_asset_path(tmp_path, "asset")  # an earlier asset with every kind of file: replaceable

@@ -41,12 +41,15 @@ def test_a_later_result_replaces_an_earlier_one_and_kept_outputs_show(gallery_fo
     assert "The output of an earlier run was kept" in _page(out)
 
 
-def test_folders_without_results_file_are_shown_by_name(gallery_folder, tmp_path):
+def test_folders_without_results_file_are_shown_by_name_and_writes_in_progress_are_not(gallery_folder, tmp_path):
     out = tmp_path / "out"
     shutil.copytree(gallery_folder, out)
     (out / "results.jsonl").unlink()
     (out / "unfinished").mkdir()  # no metadata.json: still being written, or interrupted
     (out / "unfinished" / "model.glb").write_bytes(b"glTF")
+    # a write in progress and a replaced asset about to be deleted (outputs.write_asset): complete, but not assets
+    shutil.copytree(out / "red", out / ".red.partial-0123abcd")
+    shutil.copytree(out / "blue", out / ".blue.old-89abcdef")
     assert [e.id for e in collect_entries(out)] == ["blue", "red"]
 
 
