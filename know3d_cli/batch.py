@@ -19,14 +19,12 @@ from .config import Know3dConfig
 from .errors import Know3dError, WriteFailure, run_exit_code
 from .io import ensure_writable_dir
 from .manifest import ManifestRow, read_manifest
-from .outputs import AssetLock, ResultsLog, clean_stale
+from .outputs import RESULTS_FILE, AssetLock, ResultsLog, clean_stale
 from .pipeline import AssetJob, Know3dPipeline
 from .preprocess import file_sha256
 from .progress import Progress
 
 logger = logging.getLogger(__name__)
-
-RESULTS_FILE = "results.jsonl"
 
 
 @dataclass(frozen=True)
@@ -130,13 +128,24 @@ def run_batch(manifest: Path, out: Path, cfg: Know3dConfig, *, resume: bool = Tr
     if stopped:
         logger.error("batch stopped: %s; finished assets are kept, run the batch again to resume", stopped)
     summary = BatchSummary(len(rows), counts["ok"], counts["failed"], counts["skipped"], interrupted, stopped)
-    emit(summary.event(results_path))
+    emit({**summary.event(results_path), "report": _write_gallery(out)})
     return summary
 
 
 def _failed(row: ManifestRow, error: str, code: str) -> _Outcome:
     return _Outcome({"event": "asset", "id": row.id, "line": row.line, "image": str(row.image), "status": "failed",
                      "dir": None, "error": error, "code": code})
+
+
+def _write_gallery(out: Path) -> str | None:
+    """`out`'s review gallery (index.html); failing to write it is a warning, never the batch's failure."""
+    from .report import write_report
+
+    try:
+        return str(write_report(out).path)
+    except Know3dError as exc:
+        logger.warning("no review gallery: %s", exc)
+        return None
 
 
 def _run_row(row: ManifestRow, pipeline: Know3dPipeline, cfg: Know3dConfig, out: Path, resume: bool,

@@ -228,6 +228,21 @@ def batch(
     raise typer.Exit(summary.exit_code)
 
 
+# ------------------------------------------------------------------------------------ report
+@app.command()
+def report(
+    out: Annotated[Path, typer.Argument(help="Output folder of a generate or batch run.", show_default=False)],
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Write OUT/index.html: a review gallery of every asset (input, back view, previews, metadata, 3D view) and
+    every failure with its reason. Serve the folder (python -m http.server) for the 3D views."""
+    _setup(quiet, debug)
+    from .report import write_report
+
+    emit(write_report(out).event())
+
+
 # ------------------------------------------------------------------------------------ demo
 @app.command()
 @_interruptible

@@ -85,6 +85,13 @@ class TextureFormat(Choice):
     png = "png"
 
 
+class ExportOrigin(Choice):
+    """Where the exported asset's pivot is (`export.origin`)."""
+
+    base = "base"  # stands on y = 0, centred in x and z
+    center = "center"  # bounding-box centre at the origin
+
+
 class AlphaMode(Choice):
     """glTF `alphaMode`."""
 
@@ -196,9 +203,17 @@ class ExportConfig:
     format: ExportFormat = ExportFormat.glb  # glb | obj | ply
     faces: int = 500_000  # target face count after decimation
     texture_size: int = 2048  # baked texture side in pixels
-    texture_format: TextureFormat = TextureFormat.webp  # webp | png
+    texture_format: TextureFormat = TextureFormat.png  # png (every viewer) | webp (smaller; GLB needs EXT_texture_webp)
     alpha_mode: AlphaMode = AlphaMode.OPAQUE  # OPAQUE | BLEND | MASK
     double_sided: bool = True  # glTF material doubleSided
+    origin: ExportOrigin = ExportOrigin.base  # base (stands on y = 0) | center (bounding-box centre at the origin)
+    height: Optional[float] = None  # asset height in metres; null keeps TRELLIS.2's unit cube
+    preview: bool = True  # preview.png: colour and normal renders from the front, right, back and left
+    preview_size: int = 384  # side in pixels of each preview tile and turntable frame
+    preview_faces: int = 100_000  # previews render a decimated copy of larger meshes (CPU cost grows with faces)
+    turntable: bool = False  # turntable.webp: a looping turntable of the exported model
+    turntable_frames: int = 36  # frames per turn
+    turntable_fps: float = 12.0  # frames per second
 
 
 @dataclass
@@ -333,6 +348,10 @@ def validate(cfg: Know3dConfig) -> None:
         ("tap.block", cfg.tap.block, 0, 10_000),
         ("export.faces", cfg.export.faces, 4, 100_000_000),
         ("export.texture_size", cfg.export.texture_size, 16, 16384),
+        ("export.preview_size", cfg.export.preview_size, 32, 4096),
+        ("export.preview_faces", cfg.export.preview_faces, 1000, 100_000_000),
+        ("export.turntable_frames", cfg.export.turntable_frames, 2, 1000),
+        ("export.turntable_fps", cfg.export.turntable_fps, 0.1, 120.0),
         ("preprocess.threshold_tolerance", cfg.preprocess.threshold_tolerance, 0.0, 1.0),
         ("preprocess.alpha_cutoff", cfg.preprocess.alpha_cutoff, 0.0, 1.0),
         ("trellis2.max_num_tokens", cfg.trellis2.max_num_tokens, 1, 10**9),
@@ -377,6 +396,8 @@ def validate(cfg: Know3dConfig) -> None:
         raise ConfigError("invalid value '' for data.text.separator; expected a non-empty string such as ';'")
     if not 0.0 < cfg.data.asset.min_extent < cfg.data.asset.max_extent:
         raise ConfigError("invalid data.asset extents; expected 0 < data.asset.min_extent < data.asset.max_extent")
+    if cfg.export.height is not None and not 0.0 < cfg.export.height <= 1.0e6:
+        raise ConfigError(f"invalid value {cfg.export.height!r} for export.height; expected null or metres in (0, 1e6]")
     if not _DEVICE.fullmatch(cfg.runtime.device):
         raise ConfigError(f"invalid value {cfg.runtime.device!r} for runtime.device; expected auto, cpu, cuda or cuda:N "
                           "(N = 0, 1, ...)")
@@ -441,8 +462,8 @@ def _invalid_choice(exc: BaseException) -> str | None:
 
 __all__ = [
     "MAX_SEED", "AdapterConfig", "AlphaMode", "AssetConfig", "Background", "DataConfig", "EditorConfig",
-    "EditorPipelineKind", "ExportConfig", "ExportFormat", "Know3dConfig", "MllmConfig", "Mode", "ModelSpec",
-    "ModelsConfig", "OVoxelConfig", "PreprocessConfig", "Preview", "PromptsConfig", "RuntimeConfig", "RuntimeDtype",
-    "Shading", "TapConfig", "TapTokens", "TextConfig", "TextSource", "TextureFormat", "ViewsConfig", "config_dir",
-    "load_config", "to_container", "to_yaml", "validate",
+    "EditorPipelineKind", "ExportConfig", "ExportFormat", "ExportOrigin", "Know3dConfig", "MllmConfig", "Mode",
+    "ModelSpec", "ModelsConfig", "OVoxelConfig", "PreprocessConfig", "Preview", "PromptsConfig", "RuntimeConfig",
+    "RuntimeDtype", "Shading", "TapConfig", "TapTokens", "TextConfig", "TextSource", "TextureFormat", "ViewsConfig",
+    "config_dir", "load_config", "to_container", "to_yaml", "validate",
 ]

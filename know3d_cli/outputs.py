@@ -45,6 +45,7 @@ from .metadata import dumps
 
 logger = logging.getLogger(__name__)
 
+RESULTS_FILE = "results.jsonl"  # the batch journal in <out>
 _TOKEN = r"[0-9a-f]{8}"
 _LEFTOVER = re.compile(rf"\.(?P<id>.+)\.(?P<kind>partial|old)-{_TOKEN}")
 _LOCK_SUFFIX = ".lock"
@@ -78,7 +79,10 @@ def check_asset_path(out: Path, asset_id: str) -> None:
                               "would replace the folder: move them away or choose another --id / --out")
 
 
-ASSET_FILES = {"model.glb", "model.obj", "model.ply", "input.png", "back.png", "metadata.json"}
+ASSET_FILES = {"model.glb", "model.obj", "model.mtl", "model.ply", "input.png", "back.png", "preview.png",
+               "turntable.webp", "metadata.json"}
+ASSET_FILES |= {f"model_{texture}.{ext}" for texture in ("basecolor", "roughness", "metallic")  # the OBJ's textures
+                for ext in ("png", "webp")}
 
 
 def _is_asset_file(name: str) -> bool:
@@ -386,5 +390,5 @@ def latest_results(records: Iterable[Mapping[str, Any]]) -> dict[str, Mapping[st
     return latest
 
 
-__all__ = ["ASSET_FILES", "AssetLock", "ResultsLog", "check_asset_path", "clean_stale", "latest_results",
-           "read_results", "recover", "write_asset"]
+__all__ = ["ASSET_FILES", "RESULTS_FILE", "AssetLock", "ResultsLog", "check_asset_path", "clean_stale",
+           "latest_results", "read_results", "recover", "write_asset"]

@@ -207,7 +207,7 @@ class Know3dPipeline:
             return self._generate(job, out_root)
 
     def _generate(self, job: AssetJob, out_root: Path) -> GenerateResult:
-        from .export import encode_mesh
+        from .export import encode_mesh, render_previews
         from .mllm import build_back_prompt
         from .preprocess import prepare_image
 
@@ -260,12 +260,16 @@ class Know3dPipeline:
         with self._timed("export", job.id, timings):
             export_timings: dict[str, float] = {}
             mesh = encode_mesh(asset, cfg.export, export_timings)
-            files: dict[str, bytes] = {f"model.{mesh.extension}": mesh.data, "input.png": _png(prepared.rgba)}
+            files: dict[str, bytes] = {**mesh.files, "input.png": _png(prepared.rgba)}
             preview_used = Preview.none
             if tap is not None and tap.preview is not None and cfg.preview is not Preview.none:
                 files["back.png"] = _png(tap.preview)
                 finished = cfg.preview is Preview.full or self.mode == Mode.multiview  # multiview runs the full edit
                 preview_used = Preview.full if finished else Preview.x0
+        with self._timed("preview", job.id, timings):
+            previews = render_previews(mesh, cfg.export, export_timings)
+            files.update(previews.files)
+            warnings += previews.warnings
 
         meta = {
             "schema_version": metadata.SCHEMA_VERSION,
@@ -287,7 +291,8 @@ class Know3dPipeline:
                          "trellis2_per_run": generated.forwards},
             "trellis2": {"pipeline_type": str(generated.pipeline_type), "resolution": generated.resolution,
                          "tokens": generated.tokens, "timings_s": _rounded(trellis_timings)},
-            "export": {"format": mesh.extension, "timings_s": _rounded(export_timings)},
+            "export": {"format": mesh.extension, "timings_s": _rounded(export_timings), **mesh.summary(),
+                       "preview": previews.info},
             "geometry": {"source_stage": asset.source_stage, "resolution": asset.resolution,
                          "vertices": mesh.vertices, "faces": mesh.faces, "textured": asset.textured,
                          "generated": {"vertices": int(asset.vertices.shape[0]), "faces": int(asset.faces.shape[0])}},

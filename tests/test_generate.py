@@ -6,6 +6,7 @@ import csv
 import json
 import os
 import signal
+import sys
 import zlib
 from contextlib import contextmanager
 from pathlib import Path
@@ -73,7 +74,7 @@ def test_generate_know3d_writes_the_complete_asset(run_cli, tiny_root, tmp_path,
     assert event["event"] == "asset" and event["status"] == "ok" and event["id"] == "mug"
     asset = out / "mug"
     assert Path(event["dir"]) == asset
-    assert sorted(os.listdir(asset)) == ["back.png", "input.png", METADATA_FILE, "model.glb"]
+    assert sorted(os.listdir(asset)) == ["back.png", "input.png", METADATA_FILE, "model.glb", "preview.png"]
     assert sorted(os.listdir(tmp_path)) == ["mug.png", "out"]
 
     mesh = trimesh.load(asset / "model.glb", force="mesh")
@@ -101,6 +102,9 @@ def test_generate_know3d_writes_the_complete_asset(run_cli, tiny_root, tmp_path,
     assert meta["config"]["tap"]["block"] == meta["tap"]["block"]
     assert meta["peak_memory"]["bytes"] > 0
     assert "torch" in meta["versions"]
+    assert sorted(meta["files"]) == sorted(os.listdir(asset))
+    assert meta["export"]["preview"]["files"] == ["preview.png"] and meta["export"]["bounds"][0][1] == 0.0
+    assert Image.open(asset / "preview.png").size[0] > 4 * meta["config"]["export"]["preview_size"]
     validate_glb((asset / "model.glb").read_bytes())  # last: skips where the Khronos validator is not installed
 
 
@@ -135,6 +139,21 @@ def test_auto_mode_without_adapter_falls_back_to_multiview_and_says_so(run_cli, 
     assert meta["geometry"]["source_stage"] == "ss" and not meta["geometry"]["textured"]
     mesh = trimesh.load(tmp_path / "out" / "cup" / "model.glb", force="mesh")
     assert mesh.is_watertight
+
+
+def test_missing_renderer_still_writes_the_asset_and_says_why(run_cli, tiny_root, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "pyrender", None)  # as without the `render` extra
+    image = photo(tmp_path / "vase.png")
+    res = run_cli("generate", image, "--out", tmp_path / "out", "--mode", "trellis", "--quiet",
+                  *tiny(tiny_root, "trellis2.pipeline_type=ss", "export.format=obj", "export.turntable=true"))
+    assert res.code == EXIT_OK, res.stderr
+    (event,) = res.events
+    asset = tmp_path / "out" / "vase"
+    assert sorted(os.listdir(asset)) == sorted(event["files"]) == ["input.png", METADATA_FILE, "model.mtl", "model.obj"]
+    meta = json.loads((asset / METADATA_FILE).read_text())
+    (warning,) = [w for w in meta["warnings"] if "preview.png" in w]
+    assert "turntable.webp" in warning and 'pip install "know3d[render]"' in warning
+    assert warning in res.stderr  # logged even with --quiet: it is a warning
 
 
 def test_demo_runs_the_chain(run_cli, tiny_root, tmp_path, monkeypatch):
@@ -218,6 +237,9 @@ def test_batch_isolates_failures_resumes_and_rejects_unsafe_ids(run_cli, tiny_ro
     meta = json.loads((out / "good" / METADATA_FILE).read_text())
     assert meta["back"] == "a pocket, zipped" and meta["seed"] == 5
     assert not (out / "missing").exists() and not (out / "corrupt").exists()
+    assert summary["report"] == str(out / "index.html")  # the review gallery, failures included
+    page = (out / "index.html").read_text(encoding="utf-8")
+    assert 'data-id="good"' in page and page.count('class="card failed"') == 2
 
     again = run_cli(*args)
     assert again.code == EXIT_BATCH_FAILURES

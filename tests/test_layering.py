@@ -13,7 +13,7 @@ Layers, lowest first (each may import its own layer and the ones below it):
    offscreen renderer and voxel depth pictures).
 4. stages: `preprocess`, `mllm`, `editor`, `export`; a stage never imports another stage.
 5. tools: `tiny` (tiny random models in the real layouts), `data` (training data: assets, O-Voxel, and views
-   rendered through the `preprocess` crop).
+   rendered through the `preprocess` crop), `report` (the review gallery of an output folder).
 6. wiring: `pipeline` (the chain), `batch`, `demo`, `doctor`, `train` (the trainer).
 7. edge: `cli`, `__main__`.
 
@@ -37,7 +37,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("infrastructure", {"config", "train_config", "runtime", "timing", "io", "outputs", "metadata", "manifest",
                         "progress", "hub", "render", "shard"}),
     ("stages", {"preprocess", "mllm", "editor", "export"}),
-    ("tools", {"tiny", "data"}),
+    ("tools", {"tiny", "data", "report"}),
     ("wiring", {"pipeline", "batch", "demo", "doctor", "train"}),
     ("edge", {"cli", "__main__"}),
 ]

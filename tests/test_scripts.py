@@ -101,3 +101,15 @@ def test_bench_data_build_smoke_in_both_modes(tmp_path, tiny_root, monkeypatch, 
     parts = sum(results[f"{k}_encoder_512"]["seconds"] for k in ("shape", "tex", "ss")) + \
         results["dinov3_512"]["seconds"] + results["dinov3_1024"]["seconds"] + 2 * results["hdit_per_variant"]["seconds"]
     assert report["per_asset_seconds"]["512"] == parts > 0
+def test_bench_preview_smoke(tmp_path):
+    scripts = SCRIPT.parent
+    env = {**os.environ, "PYTHONPATH": str(scripts.parent), "OMP_NUM_THREADS": "1"}
+    out = tmp_path / "preview.json"
+    run = subprocess.run([sys.executable, str(scripts / "bench_preview.py"), "--export-faces-in", "6000",
+                          "--resolution", "128", "--faces", "3000", "--texture-size", "32", "--size", "32",
+                          "--frames", "2", "--preview-faces", "1000", "--threads", "1", "--json", str(out)],
+                         capture_output=True, text=True, timeout=300, env=env)
+    assert run.returncode == 0, run.stderr
+    results = json.loads(out.read_text())["results"]
+    assert results["export_glb"]["faces"] == results["preview_png_full_mesh"]["rendered_faces"] == 3000
+    assert results["preview_png"]["rendered_faces"] < 3000 and results["turntable_webp_2"]["kilobytes"] > 0

@@ -2,12 +2,15 @@
 
 Textured assets go through: clean-up and decimation to `cfg.faces` -> UV atlas -> texture bake from the
 high-resolution mesh and the voxel volume -> inpainted seams -> glTF metallic-roughness material. Untextured assets
-get a neutral grey material. The result passes the Khronos glTF validator with no errors (WebP textures use
-`EXT_texture_webp`, declared used and required, with no PNG fallback).
+get a neutral grey material. The mesh is then placed (`export.origin`, `export.height`, see `placement.py`). The
+result passes the Khronos glTF validator with no errors. Textures are PNG by default, which every glTF loader must
+read; WebP ones use `EXT_texture_webp`, declared used and required, with no PNG fallback (a loader without WebP
+refuses the file rather than showing it untextured).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import logging
 from dataclasses import dataclass
@@ -21,6 +24,7 @@ from ..config import AlphaMode, ExportConfig, TextureFormat
 from ..geometry import Asset3D
 from .bake import SurfaceAttributes, bake_pbr_textures
 from .mesh_ops import decimate_asset, to_gltf_frame, vertex_normals
+from .placement import Placement, placement_for
 from ..timing import timed
 from .uv_atlas import unwrap_uv
 
@@ -53,7 +57,7 @@ def to_glb(asset: Asset3D, cfg: ExportConfig, timings: Optional[dict[str, float]
 
     Args:
         asset: mesh in TRELLIS.2's frame, optionally with a PBR voxel volume.
-        cfg: export settings (faces, texture_size, texture_format, alpha_mode, double_sided).
+        cfg: export settings (faces, texture_size, texture_format, alpha_mode, double_sided, origin, height).
         timings: if given, seconds per step are added to it ("decimate", "uv_unwrap", "surface_index",
             "rasterize", "closest_point", "grid_sample", "inpaint", "encode").
 
@@ -66,8 +70,8 @@ def to_glb(asset: Asset3D, cfg: ExportConfig, timings: Optional[dict[str, float]
 def glb_and_mesh(
     asset: Asset3D, cfg: ExportConfig, timings: Optional[dict[str, float]] = None
 ) -> tuple[bytes, ExportMesh]:
-    """`to_glb`, also handing back the mesh it wrote (for its vertex and face counts)."""
-    mesh = prepare_export_mesh(asset, cfg, timings)
+    """`to_glb`, also handing back the placed mesh it wrote (for its vertex and face counts)."""
+    mesh, _ = place_export_mesh(prepare_export_mesh(asset, cfg, timings), cfg)
     with timed(timings, "encode"):
         return write_glb(mesh, cfg), mesh
 
@@ -75,7 +79,8 @@ def glb_and_mesh(
 def prepare_export_mesh(
     asset: Asset3D, cfg: ExportConfig, timings: Optional[dict[str, float]] = None
 ) -> ExportMesh:
-    """Decimate, unwrap and bake (textured) or just decimate (untextured); convert to the glTF frame."""
+    """Decimate, unwrap and bake (textured) or just decimate (untextured); convert to the glTF frame (not placed:
+    TRELLIS.2's coordinates, see `place_export_mesh`)."""
     hi_vertices, hi_faces, vertices, faces = decimate_asset(asset, cfg.faces, timings)
     if not asset.textured:
         normals = vertex_normals(vertices, faces)
@@ -101,6 +106,12 @@ def prepare_export_mesh(
         base_color=base_color,
         metallic_roughness=metallic_roughness,
     )
+
+
+def place_export_mesh(mesh: ExportMesh, cfg: ExportConfig) -> tuple[ExportMesh, Placement]:
+    """The mesh moved and scaled as `export.origin` and `export.height` ask (normals are unchanged)."""
+    placement = placement_for(mesh.positions, cfg.origin, cfg.height)
+    return dataclasses.replace(mesh, positions=placement.apply(mesh.positions)), placement
 
 
 def write_glb(mesh: ExportMesh, cfg: ExportConfig) -> bytes:
@@ -238,4 +249,5 @@ class _BufferBuilder:
         return b"".join(self._parts) + b"\x00" * pad
 
 
-__all__ = ["ExportMesh", "encode_image", "glb_and_mesh", "prepare_export_mesh", "to_glb", "write_glb"]
+__all__ = ["ExportMesh", "encode_image", "glb_and_mesh", "place_export_mesh", "prepare_export_mesh", "to_glb",
+           "write_glb"]

@@ -9,6 +9,7 @@ textures; PyOpenGL >= 3.1.7 is needed there. Failures are one-line `BackendUnava
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import sys
@@ -32,6 +33,7 @@ def load_pyrender():
         BackendUnavailable: pyrender is not installed, or PyOpenGL cannot load the platform's libraries.
     """
     platform = os.environ.setdefault("PYOPENGL_PLATFORM", DEFAULT_PLATFORM)
+    _load_triton_first()
     try:
         import pyrender
     except ModuleNotFoundError as exc:
@@ -73,6 +75,21 @@ def offscreen_renderer(pyrender, width: int, height: int):
     logger.debug("offscreen OpenGL context %dx%d on %s", width, height, os.environ.get("PYOPENGL_PLATFORM"))
     _CONTEXTS[(width, height)] = renderer
     return renderer
+
+
+def _load_triton_first() -> None:
+    """Import triton now when it is installed (CUDA builds of torch ship it and import it lazily).
+
+    triton's native library bundles its own LLVM. Loaded into a process after Mesa's llvmpipe (which links the
+    system's LLVM and is loaded with the first EGL context), the two clash and the process segfaults; loaded before,
+    both work. Rendering must not depend on which heavy import happened first.
+    """
+    if importlib.util.find_spec("triton") is None:
+        return
+    try:
+        import triton  # noqa: F401
+    except Exception as exc:  # a broken triton only matters to torch.compile; rendering goes on
+        logger.debug("triton did not import (%s: %s)", type(exc).__name__, _first_line(exc))
 
 
 def _version(text: str) -> tuple[int, ...]:

@@ -1,4 +1,4 @@
-"""GLB export round trips: structure, baked PBR textures, axes, decimation, materials, config errors.
+"""GLB export round trips: structure, baked PBR textures, axes, placement, decimation, materials, config errors.
 
 Every GLB written here also goes through the Khronos glTF validator (`validate_glb`, skipped without it).
 """
@@ -15,9 +15,10 @@ import torch
 import trimesh
 from PIL import Image
 
-from know3d_cli.config import ExportConfig, ExportFormat
+from know3d_cli.config import ExportConfig, ExportFormat, ExportOrigin
 from know3d_cli.errors import GenerationError
 from know3d_cli.export import encode_mesh, to_glb
+from know3d_cli.export.glb import place_export_mesh, prepare_export_mesh, write_glb
 from know3d_cli.geometry import Asset3D
 
 TEXTURE_SIZE = 128
@@ -162,12 +163,12 @@ def test_texture_follows_the_surface(make_blob, validate_glb):
     attrs = asset.voxel_attrs.clone()
     attrs[~above, 0:3] = torch.tensor([0.0, 0.0, 1.0])
     asset = dataclasses.replace(asset, voxel_attrs=attrs)
-    data = to_glb(asset, ExportConfig(faces=1000, texture_size=256, texture_format="png"))
+    data = to_glb(asset, ExportConfig(faces=1000, texture_size=256, texture_format="png", origin=ExportOrigin.center))
     gltf = pygltflib.GLTF2.load_from_bytes(data)
     arrays = primitive_arrays(gltf)
     base_color = texture_image(gltf, gltf.materials[0].pbrMetallicRoughness.baseColorTexture.index)
     texels, covered = texels_at_face_centres(base_color, arrays["texcoords"], arrays["faces"])
-    height = arrays["positions"][arrays["faces"]].mean(axis=1)[:, 1]
+    height = arrays["positions"][arrays["faces"]].mean(axis=1)[:, 1]  # the ball's centre is at the origin
     assert (texels[covered & (height > 0.05), :3] == (255, 0, 0)).all()
     assert (texels[covered & (height < -0.05), :3] == (0, 0, 255)).all()
     validate_glb(data)
@@ -175,9 +176,10 @@ def test_texture_follows_the_surface(make_blob, validate_glb):
 
 @pytest.mark.parametrize("textured", [True, False])
 def test_axes_follow_gltf_y_up(make_blob, textured, validate_glb):
-    """TRELLIS.2 (x, y, z) -> glTF (x, z, -y): +z becomes +y and +y becomes -z."""
+    """TRELLIS.2 (x, y, z) -> glTF (x, z, -y): +z becomes +y and +y becomes -z (before placement)."""
     asset = make_blob(centre=(0.1, 0.2, 0.3), radius=0.12, pbr=(0.5, 0.5, 0.5, 0.0, 1.0, 1.0) if textured else None)
-    data = to_glb(asset, ExportConfig(faces=1000, texture_size=64, texture_format="png"))
+    cfg = ExportConfig(faces=1000, texture_size=64, texture_format="png")
+    data = write_glb(prepare_export_mesh(asset, cfg), cfg)
     gltf = pygltflib.GLTF2.load_from_bytes(data)
     arrays = primitive_arrays(gltf)
     mesh = trimesh.Trimesh(arrays["positions"], arrays["faces"], process=False)
@@ -251,9 +253,40 @@ def test_trimesh_reads_the_pbr_material(textured_glbs):
 
 def test_encode_mesh_dispatches_glb(red_sphere, textured_glbs):
     encoded = encode_mesh(red_sphere, textured_config("png", format=ExportFormat.glb))
-    assert encoded.extension == "glb" and encoded.data == textured_glbs["png"][0]  # export is deterministic
+    assert encoded.extension == "glb" and list(encoded.files) == ["model.glb"]
+    assert encoded.data == textured_glbs["png"][0]  # same bytes: export is deterministic
     mesh = trimesh.load(io.BytesIO(encoded.data), file_type="glb", force="mesh", process=False)
     assert (encoded.vertices, encoded.faces) == (len(mesh.vertices), len(mesh.faces))  # what the file holds
+
+
+@pytest.mark.parametrize("origin, height", [(ExportOrigin.base, None), (ExportOrigin.center, None),
+                                            (ExportOrigin.base, 1.8), (ExportOrigin.center, 0.25)])
+def test_placement_puts_the_asset_on_the_ground_at_its_height(make_blob, origin, height, validate_glb):
+    """`export.origin=base` stands the asset on y = 0 centred in x and z; `center` centres it; `export.height` sets
+    its bounding-box height in metres (TRELLIS.2's unit-cube size without it)."""
+    asset = make_blob(centre=(0.1, 0.2, 0.3), radius=0.12)
+    cfg = ExportConfig(faces=1000, texture_size=64, origin=origin, height=height)
+    exported = encode_mesh(asset, cfg)
+    positions = primitive_arrays(pygltflib.GLTF2.load_from_bytes(exported.data))["positions"]
+    lower, upper = positions.min(axis=0), positions.max(axis=0)
+    unplaced = prepare_export_mesh(asset, cfg).positions
+    natural = unplaced.max(axis=0) - unplaced.min(axis=0)
+    expected_height = natural[1] if height is None else height
+    np.testing.assert_allclose(upper[1] - lower[1], expected_height, rtol=1e-5)
+    np.testing.assert_allclose((upper - lower)[[0, 2]], natural[[0, 2]] * expected_height / natural[1], rtol=1e-5)
+    centre = (lower + upper) / 2
+    np.testing.assert_allclose(centre[[0, 2]], 0.0, atol=1e-6)
+    np.testing.assert_allclose(lower[1] if origin is ExportOrigin.base else centre[1], 0.0, atol=1e-6)
+    np.testing.assert_allclose(exported.bounds, [lower, upper], atol=1e-6)
+    assert exported.placement.scale == pytest.approx(expected_height / natural[1])
+    validate_glb(exported.data)
+
+
+def test_height_of_a_flat_mesh_is_a_generation_error(make_blob):
+    mesh = prepare_export_mesh(make_blob(pbr=None), ExportConfig(faces=1000))
+    flat = dataclasses.replace(mesh, positions=mesh.positions * np.array([1.0, 0.0, 1.0], np.float32))
+    with pytest.raises(GenerationError, match="export.height"):
+        place_export_mesh(flat, ExportConfig(height=2.0))
 
 
 def test_mesh_without_faces_raises(red_sphere):

@@ -157,3 +157,19 @@ def test_old_pyopengl_on_new_python_names_the_fix(monkeypatch):
         load_pyrender()
     monkeypatch.setattr(OpenGL, "__version__", "3.1.7")
     assert load_pyrender() is sys.modules["pyrender"]
+
+
+def test_triton_imports_after_a_render():
+    """triton (shipped with CUDA builds of torch, imported lazily by torch and diffusers) bundles its own LLVM, which
+    segfaults when loaded after Mesa's llvmpipe: the renderer loads it first. In a fresh process, where nothing
+    imported triton before the render."""
+    import importlib.util
+    import subprocess
+
+    if importlib.util.find_spec("triton") is None:
+        pytest.skip("triton is not installed (CPU-only torch): nothing can clash")
+    code = ("import trimesh\nfrom know3d_cli.render import Renderer, RenderSettings, cardinal_views\n"
+            "with Renderer(trimesh.creation.box(), RenderSettings(size=32)) as r:\n    r.render(cardinal_views())\n"
+            "import triton\nprint('ok')\n")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0 and run.stdout.strip() == "ok", (run.returncode, run.stderr[-1000:])
