@@ -14,7 +14,6 @@ from know3d_cli.config import MllmConfig  # noqa: E402
 from know3d_cli.errors import ModelMissingError  # noqa: E402
 from know3d_cli.mllm import BackViewExpander, BackViewExpansion, build_back_prompt, parse_description  # noqa: E402
 from know3d_cli.runtime import Runtime  # noqa: E402
-from know3d_cli.tiny.mllm import write_tiny_mllm  # noqa: E402
 
 CPU = Runtime(torch.device("cpu"), torch.float32, "none", False, "auto", "auto")
 
@@ -23,9 +22,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def expander(tmp_path_factory):
-    path = write_tiny_mllm(tmp_path_factory.mktemp("tiny_mllm") / "mllm")
-    return BackViewExpander(path, MllmConfig(expand=True, max_new_tokens=12, image_side=56), CPU)
+def expander(tiny_root):
+    return BackViewExpander(tiny_root / "mllm", MllmConfig(expand=True, max_new_tokens=12, image_side=56), CPU)
 
 
 def test_tiny_model_answers_without_crashing(expander):
