@@ -31,10 +31,10 @@ def test_tiny_model_answers_without_crashing(expander):
     result = expander.describe(photo, "a zip pocket")
     assert isinstance(result, BackViewExpansion)
     assert isinstance(result.raw, str) and len(result.raw) > 0  # random weights still generate tokens
-    # random weights: either garbage (-> None + a recorded warning) or, by chance, parsable text
-    if result.text is None:
-        assert result.warnings
-        assert build_back_prompt("a zip pocket", result.text).instruction.endswith(" a zip pocket")
+    # random weights answer garbage (greedy decoding: always the same): no description, a recorded warning, and the
+    # editor prompt falls back to the user's hint
+    assert result.text is None and result.warnings
+    assert build_back_prompt("a zip pocket", result.text).instruction.endswith(" a zip pocket")
 
 
 def test_greedy_answers_are_deterministic(expander):
