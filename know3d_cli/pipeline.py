@@ -93,7 +93,7 @@ class Know3dPipeline:
         from .mllm import build_back_prompt
         from .preprocess import prepare_image
 
-        cfg, models, mode = self.cfg, self.models, self.context.plan.mode
+        cfg, models, plan = self.cfg, self.models, self.context.plan
         seed = job.seed if job.seed is not None else secrets.randbelow(2**31)
         timings = StageTimings()
         stage = _StageClock(self.progress, job.id, timings.stages)
@@ -107,15 +107,15 @@ class Know3dPipeline:
                 expansion = expander.describe(prepared.image, job.back)
         prompt = build_back_prompt(job.back, expansion.text if expansion is not None else None)
         tap = None
-        if mode is not Mode.trellis:
+        if plan.uses_editor:
             with stage("editor"), models.using("editor") as editor:
                 tap = imagine_back(editor, prepared.image, prompt.instruction, cfg.editor, cfg.tap,
                                    preview=cfg.preview, generator=torch.Generator("cpu").manual_seed(seed),
-                                   need_full_image=mode is Mode.multiview)
+                                   need_full_image=plan.mode is Mode.multiview)
         with stage("trellis2"), models.using("trellis2") as trellis:
             generated = trellis(prepared.image, seed=seed,
-                                back_view=tap.preview if mode is Mode.multiview else None,
-                                editor_tokens=tap.hidden if mode is Mode.know3d else None,
+                                back_view=tap.preview if plan.mode is Mode.multiview else None,
+                                editor_tokens=tap.hidden if plan.mode is Mode.know3d else None,
                                 stage_hook=timed_stages(timings.trellis2, self.progress.note))
         with stage("export"):
             mesh = encode_mesh(generated.asset, cfg.export, timings.export)
