@@ -1,18 +1,17 @@
-"""Device, dtype and memory policy, decided once at the edge and passed down to every stage."""
+"""Device, dtype and offload policy, decided once at the edge and passed down to every stage (models move between
+devices in `stage_models.py`, under the TRELLIS.2 library's `Residency`)."""
 
 from __future__ import annotations
 
 import logging
 import resource
 import sys
-from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator, Protocol
 
 import torch
 
 from .config import RuntimeConfig, RuntimeDtype
-from .errors import BackendUnavailable, OutOfMemory
+from .errors import BackendUnavailable
 from .trellis2 import AttentionBackend, ConvBackend, Offload, Precision
 
 logger = logging.getLogger(__name__)
@@ -67,39 +66,6 @@ def resolve_runtime(cfg: RuntimeConfig) -> Runtime:
     if device.type == "cpu" and dtype != torch.float32:
         logger.warning("runtime.dtype=%s on CPU is slow and inexact; precision=fp32 is recommended", cfg.dtype)
     return Runtime(device, dtype, cfg.offload, cfg.compile, cfg.attention, cfg.sparse_conv)
-
-
-class _Movable(Protocol):
-    def to(self, *args, **kwargs): ...  # noqa: E704
-
-
-@contextmanager
-def resident(module: _Movable, runtime: Runtime) -> Iterator[None]:
-    """Keep `module` on the compute device for the block; with sequential offload, park it on the CPU after.
-
-    This is the one place that moves models between devices, so peak GPU memory is the largest stage.
-    """
-    module.to(runtime.device)
-    try:
-        yield
-    finally:
-        if runtime.is_cuda and runtime.offload is Offload.sequential:
-            module.to("cpu")
-            torch.cuda.empty_cache()
-
-
-@contextmanager
-def oom_as_error(stage: str) -> Iterator[None]:
-    """Turn CUDA out-of-memory into a one-line error with what to try."""
-    try:
-        yield
-    except torch.OutOfMemoryError as exc:
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-        raise OutOfMemory(
-            f"out of GPU memory during {stage}; try runtime.offload=sequential, a lower editor.resolution, "
-            f"trellis2.pipeline_type=512 or precision=bf16"
-        ) from exc
 
 
 def reset_peak_memory(runtime: Runtime) -> None:

@@ -15,6 +15,9 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# One thread, here and in every subprocess a test starts: the tiny networks gain nothing from threads, and OpenMP
+# threads slow down up to 40x on a busy 2-core machine (writing the tiny TRELLIS.2 set: 3 s with one, 70 s with two).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 # remote-code modules (BiRefNet tests) are copied here instead of the user's ~/.cache
 if "HF_MODULES_CACHE" not in os.environ:
     os.environ["HF_MODULES_CACHE"] = tempfile.mkdtemp(prefix="know3d-hf-modules-")
@@ -109,9 +112,18 @@ def fork() -> Callable[..., int]:
     return forked
 
 
+@pytest.fixture(scope="session", autouse=True)
+def single_threaded_session():
+    """Torch computes on one thread for the whole session (see OMP_NUM_THREADS above)."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
 @pytest.fixture(scope="module")
 def one_thread():
-    """Tiny matrices gain nothing from threads, and OpenMP threads slow down 40x on a busy 2-core machine."""
+    """One torch thread for the module, also where a test changed it: results that are hashed or compared bit for
+    bit depend on the thread count."""
     import torch
 
     threads = torch.get_num_threads()

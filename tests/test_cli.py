@@ -121,20 +121,6 @@ def test_importing_the_cli_does_not_load_torch():
     assert done.stdout.strip() == "False"  # `know3d --help` and usage errors answer at once
 
 
-def test_safetensors_truncation_detected(tmp_path):
-    import torch
-    from safetensors.torch import save_file
-
-    from know3d_cli.hub import _check_safetensors
-
-    path = tmp_path / "m.safetensors"
-    save_file({"w": torch.zeros(100)}, str(path))
-    assert _check_safetensors(path, path.stat().st_size) is None
-    data = path.read_bytes()
-    path.write_bytes(data[:-40])
-    assert "truncated" in _check_safetensors(path, path.stat().st_size)
-
-
 class FakeHub:
     """Stands in for `huggingface_hub.snapshot_download`: records calls, serves only what was "downloaded"."""
 
@@ -196,18 +182,6 @@ def test_encoders_are_pulled_only_on_request(run_cli, tmp_path, monkeypatch):
     for name in hub_module.ENCODER_MODELS:  # each encoder model fetches its own two files and nothing else
         patterns = hub_module.spec_of(cfg, name).files
         assert sum(any(fnmatch(f, p) for p in patterns) for f in released) == (4 if name == "trellis2_encoders" else 2)
-
-
-def test_tiny_preset_finds_the_tiny_encoders(tiny_root):
-    from know3d_cli import hub
-    from know3d_cli.config import load_config
-    from know3d_cli.trellis2.checkpoint import read_checkpoint_json
-
-    cfg = load_config(["preset=tiny", f"models.tiny_root={tiny_root}"])
-    ss = hub.resolve(cfg, "ss_encoder").path / "ckpts" / "ss_enc_conv3d_16l8_fp16"
-    shape = hub.resolve(cfg, "trellis2_encoders").path / "ckpts" / "shape_enc_next_dc_f16c32_fp16"
-    assert read_checkpoint_json(ss).name == "SparseStructureEncoder"
-    assert read_checkpoint_json(shape).name == "FlexiDualGridVaeEncoder"
 
 
 def test_generation_never_downloads_unless_allowed(run_cli, tmp_path, monkeypatch):

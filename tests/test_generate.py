@@ -1,4 +1,8 @@
-"""`know3d generate`, `know3d batch` and `know3d demo` end to end on the tiny random models, and the bad-input table."""
+"""`know3d generate`, `know3d batch` and `know3d demo` end to end on the tiny random models, and the bad-input table.
+
+The complete know3d asset is checked with the golden hashes (tests/test_pipeline.py); what each mode hands the
+stages, the metadata sections and the preview rules are unit tests (tests/test_pipeline.py, tests/test_asset_run.py,
+tests/trellis2/test_pipeline.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import trimesh
 from PIL import Image
 
 from know3d_cli.errors import (
@@ -26,11 +29,8 @@ from know3d_cli.errors import (
 )
 from know3d_cli.metadata import METADATA_FILE
 
-METADATA_FIELDS = {
-    "schema_version", "id", "key", "input", "back", "prompt", "mode", "preview", "seed", "seed_requested", "models", "adapter",
-    "tap", "forwards", "trellis2", "export", "geometry", "timings_s", "peak_memory", "device", "dtype", "versions", "warnings",
-    "files", "config",
-}
+# plain TRELLIS.2, stage 1 only, one sampler step, a small mesh: the cheapest complete run
+FAST_SS = ("mode=trellis", "trellis2.pipeline_type=ss", "trellis2.ss.steps=1", "export.faces=2000")
 
 
 def tiny(root: Path, *extra: str) -> list[str]:
@@ -63,84 +63,6 @@ def _error_line(stderr: str) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ generate
-def test_generate_know3d_writes_the_complete_asset(run_cli, tiny_root, tmp_path, validate_glb, monkeypatch):
-    monkeypatch.chdir(tmp_path)  # Hydra must not create outputs/<date> or .hydra folders in the working dir
-    image = photo(tmp_path / "mug.png")
-    out = tmp_path / "out"
-    res = run_cli("generate", image, "--back", "a zipper pocket", "--out", out, "--seed", "7", "--quiet",
-                  *know3d(tiny_root), *tiny(tiny_root))
-    assert res.code == EXIT_OK, res.stderr
-    (event,) = res.events  # stdout is exactly one JSON line
-    assert event["event"] == "asset" and event["status"] == "ok" and event["id"] == "mug"
-    asset = out / "mug"
-    assert Path(event["dir"]) == asset
-    assert sorted(os.listdir(asset)) == ["back.png", "input.png", METADATA_FILE, "model.glb", "preview.png"]
-    assert sorted(os.listdir(tmp_path)) == ["mug.png", "out"]
-
-    mesh = trimesh.load(asset / "model.glb", force="mesh")
-    assert len(mesh.faces) > 0 and len(mesh.vertices) > 0
-    assert mesh.visual.material.baseColorTexture is not None  # 1024_cascade on tiny models is textured
-    assert Image.open(asset / "input.png").mode == "RGBA"
-    assert Image.open(asset / "back.png").size[0] > 0
-
-    meta = json.loads((asset / METADATA_FILE).read_text())
-    assert METADATA_FIELDS <= set(meta)
-    assert meta["mode"] == {"requested": "know3d", "used": "know3d"}
-    assert meta["preview"] == {"requested": "x0", "used": "x0"}
-    written = trimesh.load(asset / "model.glb", force="mesh", process=False)
-    assert (meta["geometry"]["vertices"], meta["geometry"]["faces"]) == (len(written.vertices), len(written.faces))
-    assert meta["geometry"]["faces"] <= min(meta["config"]["export"]["faces"], meta["geometry"]["generated"]["faces"])
-    assert meta["seed"] == 7 and meta["back"] == "a zipper pocket"
-    assert meta["prompt"]["editor"].endswith("a zipper pocket")
-    assert meta["geometry"]["source_stage"] == "shape" and meta["geometry"]["textured"]
-    assert meta["trellis2"]["pipeline_type"] == "1024_cascade"
-    assert {"ss", "shape", "tex", "decode"} <= set(meta["trellis2"]["timings_s"])
-    assert {"decimate", "uv_unwrap", "rasterize", "encode"} <= set(meta["export"]["timings_s"])
-    assert meta["forwards"]["trellis2_per_run"] == {"ss": 22, "shape_lr": 21, "shape_hr": 21, "tex": 12}
-    assert meta["tap"]["step_index"] == round(0.25 * meta["config"]["editor"]["steps"])
-    assert meta["input"]["sha256"] and len(meta["input"]["sha256"]) == 64
-    assert meta["config"]["tap"]["block"] == meta["tap"]["block"]
-    assert meta["peak_memory"]["bytes"] > 0
-    assert "torch" in meta["versions"]
-    assert sorted(meta["files"]) == sorted(os.listdir(asset))
-    assert meta["export"]["preview"]["files"] == ["preview.png"] and meta["export"]["bounds"][0][1] == 0.0
-    assert Image.open(asset / "preview.png").size[0] > 4 * meta["config"]["export"]["preview_size"]
-    validate_glb((asset / "model.glb").read_bytes())  # last: skips where the Khronos validator is not installed
-
-
-def test_generate_same_seed_reproduces_and_modes_differ(run_cli, tiny_root, tmp_path):
-    image = photo(tmp_path / "box.png")
-    common = ["--seed", "3", "--quiet", *tiny(tiny_root, "trellis2.pipeline_type=512", "export.texture_size=64")]
-    first = run_cli("generate", image, "--out", tmp_path / "a", "--mode", "multiview", *common)
-    again = run_cli("generate", image, "--out", tmp_path / "b", "--mode", "multiview", *common)
-    plain = run_cli("generate", image, "--out", tmp_path / "c", "--mode", "trellis", *common)
-    assert first.code == again.code == plain.code == EXIT_OK, first.stderr + plain.stderr
-    glb = [(tmp_path / d / "box" / "model.glb").read_bytes() for d in "abc"]
-    assert glb[0] == glb[1]
-    assert glb[0] != glb[2]  # the back view changes the asset
-    meta_mv = json.loads((tmp_path / "a" / "box" / METADATA_FILE).read_text())
-    meta_plain = json.loads((tmp_path / "c" / "box" / METADATA_FILE).read_text())
-    # multiview: two conditional passes per step where plain TRELLIS.2 has one
-    assert meta_mv["forwards"]["trellis2_per_run"]["ss"] > meta_plain["forwards"]["trellis2_per_run"]["ss"] == 22
-    assert meta_plain["forwards"]["editor"] == 0 and not (tmp_path / "c" / "box" / "back.png").exists()
-    assert meta_mv["preview"] == {"requested": "x0", "used": "full"}  # multiview finishes the edit it shows
-    assert meta_plain["preview"] == {"requested": "x0", "used": "none"}
-
-
-def test_auto_mode_without_adapter_falls_back_to_multiview_and_says_so(run_cli, tiny_root, tmp_path):
-    image = photo(tmp_path / "cup.png")
-    res = run_cli("generate", image, "--out", tmp_path / "out", "--seed", "1",
-                  *tiny(tiny_root, "trellis2.pipeline_type=ss"))
-    assert res.code == EXIT_OK, res.stderr
-    assert "multiview" in res.stderr
-    meta = json.loads((tmp_path / "out" / "cup" / METADATA_FILE).read_text())
-    assert meta["mode"] == {"requested": "auto", "used": "multiview"}
-    assert any("multiview" in w for w in meta["warnings"])
-    assert meta["geometry"]["source_stage"] == "ss" and not meta["geometry"]["textured"]
-    mesh = trimesh.load(tmp_path / "out" / "cup" / "model.glb", force="mesh")
-    assert mesh.is_watertight
-
-
 def test_missing_renderer_still_writes_the_asset_and_says_why(run_cli, tiny_root, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "pyrender", None)  # as without the `render` extra
     image = photo(tmp_path / "vase.png")
@@ -158,8 +80,7 @@ def test_missing_renderer_still_writes_the_asset_and_says_why(run_cli, tiny_root
 
 def test_demo_runs_the_chain(run_cli, tiny_root, tmp_path, monkeypatch):
     monkeypatch.setenv("KNOW3D_TINY_DIR", str(tiny_root))
-    res = run_cli("demo", "--out", tmp_path / "demo", "--quiet", "trellis2.pipeline_type=512",
-                  "export.texture_size=64")
+    res = run_cli("demo", "--out", tmp_path / "demo", "--quiet", "trellis2.pipeline_type=ss", "trellis2.ss.steps=2")
     assert res.code == EXIT_OK, res.stderr
     (event,) = res.events
     assert event["mode"] == "know3d"
@@ -224,7 +145,7 @@ def test_batch_isolates_failures_resumes_and_rejects_unsafe_ids(run_cli, tiny_ro
     manifest.write_text("\ufeffimage,back,id,seed\ngood.png,\"a pocket, zipped\",,5\n\nmissing.png,,,\n"
                         "corrupt.png,,,\n", encoding="utf-8")
     out = tmp_path / "out"
-    args = ("batch", manifest, "--out", out, "--quiet", *tiny(tiny_root, "trellis2.pipeline_type=ss"))
+    args = ("batch", manifest, "--out", out, "--quiet", *tiny(tiny_root, *FAST_SS))
     res = run_cli(*args)
     assert res.code == EXIT_BATCH_FAILURES, res.stderr
     *items, summary = res.events
@@ -247,7 +168,7 @@ def test_batch_isolates_failures_resumes_and_rejects_unsafe_ids(run_cli, tiny_ro
 
     unsafe = tmp_path / "unsafe.csv"
     unsafe.write_text("image,id\ngood.png,../escape\n", encoding="utf-8")
-    res = run_cli("batch", unsafe, "--out", out, "--quiet", *tiny(tiny_root, "trellis2.pipeline_type=ss"))
+    res = run_cli("batch", unsafe, "--out", out, "--quiet", *tiny(tiny_root, *FAST_SS))
     assert res.code == EXIT_BATCH_FAILURES
     (item, summary) = res.events
     assert item["status"] == "failed" and "id" in item["error"]
@@ -261,30 +182,6 @@ def test_header_only_manifest_writes_the_results_file_its_summary_names(run_cli,
     assert res.code == EXIT_OK, res.stderr
     (summary,) = res.events
     assert summary["total"] == 0 and Path(summary["results"]).is_file()
-
-
-def test_batch_interrupted_writes_summary_and_exits_130(run_cli, tiny_root, tmp_path, monkeypatch):
-    from know3d_cli.pipeline import Know3dPipeline
-
-    for name in ("a", "b", "c"):
-        photo(tmp_path / f"{name}.png")
-    manifest = tmp_path / "m.csv"
-    manifest.write_text("image\na.png\nb.png\nc.png\n", encoding="utf-8")
-    real_run = Know3dPipeline.run
-
-    def run_then_interrupt(self, job, out_root, **kwargs):
-        if job.id == "b":
-            raise KeyboardInterrupt
-        return real_run(self, job, out_root, **kwargs)
-
-    monkeypatch.setattr(Know3dPipeline, "run", run_then_interrupt)
-    out = tmp_path / "out"
-    res = run_cli("batch", manifest, "--out", out, "--quiet", *tiny(tiny_root, "trellis2.pipeline_type=ss"))
-    assert res.code == 130
-    item, summary = res.events
-    assert item["id"] == "a" and item["status"] == "ok"
-    assert summary["event"] == "summary" and summary["interrupted"] is True and summary["ok"] == 1
-    assert (out / "a" / METADATA_FILE).is_file() and not (out / "b").exists() and not (out / "c").exists()
 
 
 def test_out_of_memory_is_exit_4_with_a_hint(run_cli, tiny_root, tmp_path, monkeypatch):
@@ -426,7 +323,7 @@ def test_bad_input_is_one_line_with_exit_code_and_no_output(run_cli, tiny_root, 
         disk_full(monkeypatch, out)
     else:
         fault(monkeypatch, out)
-    overrides = tiny(tiny_root, "mode=trellis", "trellis2.pipeline_type=ss", "trellis2.ss.steps=1", "export.faces=2000")
+    overrides = tiny(tiny_root, *FAST_SS)
     if any(e.startswith("models.tiny_root=") for e in extra):
         overrides = ["preset=tiny", "mode=trellis"]
     with _time_limit(120):  # a hang (a FIFO read) fails instead of blocking the suite
@@ -480,11 +377,12 @@ def test_unwritable_output_dir_is_usage_error(run_cli, tiny_root, tmp_path):
 def test_failed_run_keeps_the_previous_finished_asset(run_cli, tiny_root, tmp_path):
     image = photo(tmp_path / "mug.png")
     out = tmp_path / "out"
-    ok = run_cli("generate", image, "--out", out, "--quiet", *tiny(tiny_root, "trellis2.pipeline_type=ss"))
+    settings = tiny(tiny_root, *FAST_SS)
+    ok = run_cli("generate", image, "--out", out, "--quiet", *settings)
     assert ok.code == EXIT_OK
     before = {name: (out / "mug" / name).read_bytes() for name in os.listdir(out / "mug")}
     _transparent(image)
-    failed = run_cli("generate", image, "--out", out, *tiny(tiny_root, "trellis2.pipeline_type=ss"))
+    failed = run_cli("generate", image, "--out", out, *settings)
     assert failed.code == EXIT_MISSING
     after = {name: (out / "mug" / name).read_bytes() for name in os.listdir(out / "mug")}
     assert after == before

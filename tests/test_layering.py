@@ -14,7 +14,8 @@ Layers, lowest first (each may import its own layer and the ones below it):
 4. stages: `preprocess`, `mllm`, `editor`, `export`; a stage never imports another stage.
 5. tools: `tiny` (tiny random models in the real layouts), `data` (training data: assets, O-Voxel, and views
    rendered through the `preprocess` crop), `report` (the review gallery of an output folder).
-6. wiring: `pipeline` (the chain), `batch`, `demo`, `doctor`, `train` (the trainer).
+6. wiring: `run_plan` (the mode), `stage_models` (models and their residency), `asset_run` (stage results ->
+   asset folder), `pipeline` (the chain), `batch`, `demo`, `doctor`, `train` (the trainer).
 7. edge: `cli`, `__main__`.
 
 Imports are read with `ast` from the source (including imports inside functions and under `TYPE_CHECKING`), so a
@@ -38,7 +39,7 @@ LAYERS: list[tuple[str, set[str]]] = [
                         "progress", "hub", "render", "shard"}),
     ("stages", {"preprocess", "mllm", "editor", "export"}),
     ("tools", {"tiny", "data", "report"}),
-    ("wiring", {"pipeline", "batch", "demo", "doctor", "train"}),
+    ("wiring", {"run_plan", "stage_models", "asset_run", "pipeline", "batch", "demo", "doctor", "train"}),
     ("edge", {"cli", "__main__"}),
 ]
 STAGES = {"preprocess", "mllm", "editor", "export"}

@@ -22,7 +22,32 @@ def test_bench_gpu_smoke_reports_every_stage(tmp_path):
     assert results["shape_512_sampling"]["forwards"] == results["shape_1024_sampling"]["forwards"] == 21
     assert results["tex_1024_sampling"]["forwards"] == 12
     assert results["shape_decoder"]["voxels"] > 0
+    assert results["mesh_extraction"]["faces"] > 0  # the forced-surface input meshes into quads
+    assert results["ss_flow_forward"]["dtype"] == "torch.float32"  # a CPU runs exact fp32
     assert report["total_seconds"] > 0 and report["smoke"] is True
+
+
+def _bench_gpu_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_gpu", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bench_gpu_builds_the_full_size_flows_in_their_released_block_dtype():
+    """The checkpoint manifest stores the dtype beside the args; without it the flows were built fp32 (the 10-20x
+    slow first H200 run)."""
+    import torch
+
+    bench = _bench_gpu_module()
+    for name in ("ss_flow", "shape_512", "shape_1024", "tex_1024"):
+        cls = bench.RELEASED[name][0]
+        with torch.device("meta"):
+            flow = cls(**bench.network_args(name, smoke=False))
+        assert flow.reference_dtype == torch.bfloat16, name
+    assert "dtype" not in bench.network_args("shape_decoder", smoke=False)  # decoders use `use_fp16`
 
 
 def test_bench_encoders_smoke_reports_every_encoder(tmp_path):

@@ -111,7 +111,7 @@ def transformer_depth(path: str | Path) -> int | None:
 def load_editor(path: str | Path, cfg: EditorConfig, runtime: Runtime) -> EditorPipeline:
     """Load the editor pipeline from a local diffusers folder (never downloads), in `runtime.dtype`, on the CPU.
 
-    The caller moves it to the device (`runtime.resident`). `cfg.lora` is loaded into the transformer at
+    The caller moves it to the device (`StageModels.using`). `cfg.lora` is loaded into the transformer at
     `cfg.lora_weight`.
 
     Raises:

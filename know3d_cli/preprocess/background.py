@@ -167,6 +167,14 @@ class BiRefNetMasker:
             raise CheckpointError(f"cannot load BiRefNet from {model_dir}: {' '.join(str(exc).split())}") from exc
         self.model = model.to(self.device, torch.float32).eval()
 
+    def to(self, device: Any) -> BiRefNetMasker:
+        """Move the network (the pipeline's residency keeps it on the GPU only while preprocessing runs)."""
+        import torch
+
+        self.device = torch.device(device)
+        self.model.to(self.device)
+        return self
+
     def __call__(self, rgb: Image.Image) -> Image.Image:
         """(W, H) RGB image -> (W, H) "L" mask, 255 = object."""
         import torch

@@ -6,7 +6,8 @@ A pipeline declares the order in which a run uses its networks, like diffusers' 
 memory is one stage's networks plus its activations; with `Offload.none` they are loaded on the compute device and
 stay there. Within a run, a use out of the declared order is refused, so the declared order is the order that runs.
 
-This is the only place that returns freed GPU memory to the driver (`torch.cuda.empty_cache`).
+The app applies the same policy to its stages' models (`know3d_cli/stage_models.py`), so this is the only place in
+the package that returns freed GPU memory to the driver (`torch.cuda.empty_cache`).
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from know3d_cli.editor import condition_area, hidden_state_tap, imagine_back, lo
 from know3d_cli.editor.run import x0_estimate  # noqa: E402
 from know3d_cli.errors import BackendUnavailable, ConfigError, ModelMissingError  # noqa: E402
 from know3d_cli.runtime import Runtime  # noqa: E402
-from know3d_cli.tiny.editor import TINY_EDITOR_HIDDEN, write_tiny_editor  # noqa: E402
+from know3d_cli.tiny.editor import TINY_EDITOR_HIDDEN  # noqa: E402
 
 CPU = Runtime(torch.device("cpu"), torch.float32, "none", False, "auto", "auto")
 CFG = EditorConfig(pipeline="plus", steps=8, true_cfg_scale=4.0, negative_prompt=" ", resolution=64,
@@ -32,8 +32,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def editor_dir(tmp_path_factory):
-    return write_tiny_editor(tmp_path_factory.mktemp("tiny_editor") / "editor")
+def editor_dir(tiny_root):
+    return tiny_root / "editor"
 
 
 @pytest.fixture(scope="module")

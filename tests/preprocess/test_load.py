@@ -243,7 +243,9 @@ def test_pipe_is_read_once_and_hashed_as_decoded(tmp_path):
         writer.join(timeout=30)
         os.close(read)
     assert prepared.sha256 == hashlib.sha256(data).hexdigest()
-    assert prepared.image.size[0] > 0
+    (tmp_path / "same.png").write_bytes(data)
+    from_file = prepare_image(tmp_path / "same.png", PreprocessConfig())
+    assert prepared.image.tobytes() == from_file.image.tobytes() and prepared.crop_box == from_file.crop_box
 
 
 def _object_png_bytes() -> bytes:

@@ -12,7 +12,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from know3d_cli.tiny.dinov3 import TINY_DINOV3_HIDDEN, TINY_DINOV3_REGISTERS, write_tiny_dinov3  # noqa: E402
 from know3d_cli.tiny.editor import RELEASED_SCHEDULER_CONFIG, TINY_EDITOR_HIDDEN, write_tiny_editor  # noqa: E402
-from know3d_cli.tiny.mllm import write_tiny_mllm  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -26,10 +25,10 @@ def _weights(path):
     return {f.relative_to(path).as_posix(): load_file(f) for f in sorted(path.rglob("*.safetensors"))}
 
 
-def test_editor_folder_reloads(root):
+def test_editor_folder_reloads(tiny_root):
     from diffusers import DiffusionPipeline, QwenImageEditPlusPipeline
 
-    path = write_tiny_editor(root / "editor", seed=0)
+    path = tiny_root / "editor"
     index = json.loads((path / "model_index.json").read_text())
     assert index["_class_name"] == "QwenImageEditPlusPipeline"
     assert set(index) >= {"transformer", "vae", "scheduler", "text_encoder", "tokenizer", "processor"}
@@ -45,10 +44,11 @@ def test_editor_folder_reloads(root):
     assert pipe.text_encoder.config.text_config.hidden_size == pipe.transformer.config.joint_attention_dim
 
 
-def test_writers_are_deterministic_and_idempotent(root):
-    first = _weights(write_tiny_editor(root / "a", seed=0))
-    again = write_tiny_editor(root / "a", seed=0)  # already complete: returns at once, untouched
-    assert again == root / "a"
+def test_writers_are_deterministic_and_idempotent(tiny_root, root):
+    first = _weights(tiny_root / "editor")  # the session's set, seed 0
+    stamp = (tiny_root / "editor" / "model_index.json").stat().st_mtime_ns
+    assert write_tiny_editor(tiny_root / "editor", seed=0) == tiny_root / "editor"  # complete: returns at once
+    assert (tiny_root / "editor" / "model_index.json").stat().st_mtime_ns == stamp
     second = _weights(write_tiny_editor(root / "b", seed=0))
     other = _weights(write_tiny_editor(root / "c", seed=1))
     assert first.keys() == second.keys()
@@ -67,10 +67,10 @@ def test_rewrite_after_seed_change(root):
     assert not torch.equal(before, after)
 
 
-def test_mllm_folder_reloads(root):
+def test_mllm_folder_reloads(tiny_root):
     from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
 
-    path = write_tiny_mllm(root / "mllm", seed=0)
+    path = tiny_root / "mllm"
     model = Qwen2_5_VLForConditionalGeneration.from_pretrained(path, local_files_only=True)
     processor = AutoProcessor.from_pretrained(path, local_files_only=True)
     assert type(processor).__name__ == "Qwen2VLProcessor"
@@ -81,10 +81,10 @@ def test_mllm_folder_reloads(root):
     assert model.generation_config.eos_token_id == processor.tokenizer.convert_tokens_to_ids("<|im_end|>")
 
 
-def test_dinov3_folder_reloads(root):
+def test_dinov3_folder_reloads(tiny_root):
     from transformers import DINOv3ViTModel
 
-    path = write_tiny_dinov3(root / "dinov3", seed=0)
+    path = tiny_root / "dinov3"
     model = DINOv3ViTModel.from_pretrained(path, local_files_only=True, dtype=torch.float32)
     assert model.config.num_register_tokens == TINY_DINOV3_REGISTERS
     assert model.config.patch_size == 16 and model.config.hidden_size == TINY_DINOV3_HIDDEN

@@ -12,14 +12,13 @@ from PIL import Image
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from know3d_cli.errors import InputError, ModelMissingError  # noqa: E402
-from know3d_cli.tiny.dinov3 import TINY_DINOV3_HIDDEN, write_tiny_dinov3  # noqa: E402
+from know3d_cli.tiny.dinov3 import TINY_DINOV3_HIDDEN  # noqa: E402
 from know3d_cli.trellis2.conditioning import DinoV3Conditioner, dinov3_pixels  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def conditioner(tmp_path_factory):
-    return DinoV3Conditioner(write_tiny_dinov3(tmp_path_factory.mktemp("tiny_dino") / "dinov3"), "cpu",
-                             torch.float32)
+def conditioner(tiny_root):
+    return DinoV3Conditioner(tiny_root / "dinov3", "cpu", torch.float32)
 
 
 @pytest.fixture(scope="module")
@@ -77,9 +76,8 @@ def test_negative_is_zeros(conditioner, images):
     assert neg.shape == cond.shape and neg.dtype == cond.dtype and not neg.any()
 
 
-def test_pinned_dtype(tmp_path_factory, images):
-    path = write_tiny_dinov3(tmp_path_factory.mktemp("tiny_dino_bf16") / "dinov3")
-    bf16 = DinoV3Conditioner(path, "cpu", torch.bfloat16)
+def test_pinned_dtype(tiny_root, images):
+    bf16 = DinoV3Conditioner(tiny_root / "dinov3", "cpu", torch.bfloat16)
     assert bf16.dtype == torch.bfloat16
     assert bf16.encode(images[:1], 32).dtype == torch.bfloat16
 

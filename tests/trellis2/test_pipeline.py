@@ -33,6 +33,10 @@ def front(seed: int = 0) -> Image.Image:
     return Image.fromarray(arr)
 
 
+# 4 sampler steps instead of the released 12 where a test does not count the released forwards (the 512 test does)
+FEW_STEPS = SamplerOverrides(steps=4)
+
+
 def pipeline(tiny_root: Path, pipeline_type: str = "ss", adapter_dir: Path | None = None, settings=None,
              **adapter) -> Trellis2Pipeline:
     return Trellis2Pipeline.from_pretrained(
@@ -40,7 +44,7 @@ def pipeline(tiny_root: Path, pipeline_type: str = "ss", adapter_dir: Path | Non
         dinov3_dir=tiny_root / "dinov3",
         ss_decoder_dir=tiny_root / "trellis_image_large",
         adapter_dir=adapter_dir,
-        settings=settings or Trellis2Settings(pipeline_type=PipelineType(pipeline_type)),
+        settings=settings or Trellis2Settings(pipeline_type=PipelineType(pipeline_type), ss=FEW_STEPS),
         adapter=AdapterSettings(**adapter),
     )
 
@@ -89,7 +93,9 @@ def test_stage_one_surface_is_seeded_and_counts_forwards(ss_pipeline):
     assert torch.equal(asset.vertices, again.asset.vertices)
     different = other.asset.vertices
     assert not (asset.vertices.shape == different.shape and torch.equal(asset.vertices, different))
-    assert out.forwards == {"ss": 22} and out.tokens["ss"] == 16**3 and out.total_forwards == 22
+    few = ss_pipeline.samplers.ss
+    assert few.steps == 4 and out.forwards == {"ss": few.num_forwards()} == {"ss": 8}  # every step guided
+    assert out.tokens["ss"] == 16**3 and out.total_forwards == 8
 
 
 def test_sampler_overrides_apply(tiny_root):
@@ -100,7 +106,8 @@ def test_sampler_overrides_apply(tiny_root):
 
 def test_512_pipeline_is_textured_with_pbr_voxels_on_the_mesh(tiny_root):
     log = StageLog()
-    out = pipeline(tiny_root, "512")(front(), seed=2, stage_hook=log)
+    released = Trellis2Settings(pipeline_type=PipelineType("512"))  # the released sampler settings
+    out = pipeline(tiny_root, settings=released)(front(), seed=2, stage_hook=log)
     assert log.stages == ["condition", "ss", "shape", "tex", "decode"]
     asset = out.asset
     assert asset.source_stage == "shape" and asset.resolution == 512 and asset.textured
@@ -112,7 +119,8 @@ def test_512_pipeline_is_textured_with_pbr_voxels_on_the_mesh(tiny_root):
 
 
 def test_token_cap_lowers_1536_with_a_warning(tiny_root):
-    settings = Trellis2Settings(pipeline_type=PipelineType["1536_cascade"], max_num_tokens=1)
+    settings = Trellis2Settings(pipeline_type=PipelineType["1536_cascade"], max_num_tokens=1, ss=FEW_STEPS,
+                                shape=FEW_STEPS, tex=FEW_STEPS)
     out = pipeline(tiny_root, settings=settings)(front(), seed=0)
     assert out.resolution == out.asset.resolution == 1024  # lowered in steps of 128, never below 1024
     assert any("max_num_tokens" in w for w in out.warnings)
@@ -123,7 +131,7 @@ def test_untrained_adapter_is_identical_and_trained_one_changes_geometry(tiny_ro
     plain = ss_pipeline(front(), seed=4).asset
     zero = pipeline(tiny_root, adapter_dir=zero_adapter)(front(), editor_tokens=tokens(), seed=4)
     assert torch.equal(plain.vertices, zero.asset.vertices) and torch.equal(plain.faces, zero.asset.faces)
-    assert zero.forwards == {"ss": 22}
+    assert zero.forwards == {"ss": 8}
 
     steered = pipeline(tiny_root, adapter_dir=tiny_root / "adapter")
     a = steered(front(), editor_tokens=tokens(0), seed=4).asset
@@ -152,7 +160,7 @@ def test_missing_adapter_stage_is_model_missing(tiny_root, tmp_path):
 def test_multiview_averages_two_views(ss_pipeline):
     single = ss_pipeline(front(0), seed=6)
     double = ss_pipeline(front(0), back_view=front(1), seed=6)
-    assert double.forwards["ss"] == single.forwards["ss"] + 12  # one extra conditional pass per step
+    assert double.forwards["ss"] == single.forwards["ss"] + 4  # one extra conditional pass per step
     a, b = single.asset.vertices, double.asset.vertices
     assert not (a.shape == b.shape and torch.equal(a, b))
 

@@ -101,10 +101,8 @@ def test_missing_or_invalid_file(tmp_path):
 
 # ------------------------------------------------------------------------ the tiny writer's pipeline.json
 @pytest.fixture(scope="module")
-def tiny_trellis(tmp_path_factory):
-    from know3d_cli.tiny.trellis2 import write_tiny_trellis2
-
-    return write_tiny_trellis2(tmp_path_factory.mktemp("tiny_spec"), seed=0)
+def tiny_trellis(tiny_root):
+    return tiny_root / "trellis2", tiny_root / "trellis_image_large"
 
 
 def test_tiny_pipeline_json_has_the_released_sampler_values(tiny_trellis):
