@@ -20,7 +20,7 @@ import torch
 from PIL import Image
 
 from . import hub, metadata
-from .config import Know3dConfig, Mode, Preview, to_container
+from .config import Know3dConfig, Mode, Preview, recorded_settings
 from .errors import ConfigError, ModelMissingError
 from .io import ensure_writable_dir
 from .outputs import AssetLock, check_asset_path, write_asset
@@ -101,7 +101,7 @@ class Know3dPipeline:
         self.keep_models = keep_models
         self._models: dict[str, hub.ResolvedModel] = {}
         self._loaded: dict[str, Any] = {}
-        self._config = to_container(cfg)
+        self._config = recorded_settings(cfg)
         self._check()
 
     # ------------------------------------------------------------------------------- set-up
