@@ -1,8 +1,11 @@
-"""`know3d batch`: every row of a CSV manifest through one loaded pipeline, resumable, item by item.
+"""`know3d batch`: every row of a CSV manifest (or of its `--shard`) through loaded pipelines, resumable, item by item.
 
-Several batches may share one `--out` (other manifests, other machines on a shared filesystem): each item is
-generated under its `AssetLock`, so an item another process is generating is left for later, then waited for and
+Several batches may share one `--out` (other shards or manifests, other machines on a shared filesystem): each item
+is generated under its `AssetLock`, so an item another process is generating is left for later, then waited for and
 found finished. Every item's line goes to `<out>/results.jsonl` while its lock is held (see `outputs.py`).
+
+`run_batch` owns what every engine shares (the manifest, the journal, counting, printing, the summary); an engine
+runs the rows: `run_local` here, one after another, or `ray_engine.run_on_ray` on Ray actors (`engine=ray`).
 """
 
 from __future__ import annotations
