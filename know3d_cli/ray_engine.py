@@ -170,6 +170,7 @@ class _Driver:
         self.queue: deque[ManifestRow] = deque()  # rows not looked at yet
         self.retry: deque[_Item] = deque()  # items waiting for another attempt
         self.deferred: list[ManifestRow] = []  # rows whose id another process held
+        self.held: dict[str, _Item] = {}  # id -> item whose lock the driver holds (queued, running or retried)
         self.serials = 0
         self.lost = 0
         self.stop = False
@@ -189,15 +190,16 @@ class _Driver:
         finally:
             for actor in self.actors.values():
                 self.ray.kill(actor, no_restart=True)
-            for item in self.retry:  # left when the batch stopped early
+            for item in self.held.values():  # left when the batch stopped early or was cancelled
                 item.lock.release()
 
     # ------------------------------------------------------------------------------- loop
     def _loop(self) -> None:
         while True:
             self._dispatch()
-            if not self.inflight:
-                if self.stop or self.queue or self.retry or not self.deferred:
+            working = any(item is not None for _, item in self.inflight.values())
+            if not working and (self.stop or not (self.queue or self.retry)):  # actors still starting are not waited for
+                if self.stop or not self.deferred:
                     return
                 # everything else is done: wait for an id another process held, then it is usually finished
                 row = self.deferred.pop(0)
@@ -240,7 +242,7 @@ class _Driver:
         """The row as an item to run, holding its lock; None when it needs no actor (reported as a bad row or as
         finished) or another process holds its id (deferred)."""
         if row.error:
-            self._finish(failed(row, row.error, "bad_input"), None)
+            self._finish(failed(row, row.error, "bad_input"))
             return None
         if lock is None:
             lock = AssetLock(self.ctx.out, row.id)
@@ -249,21 +251,28 @@ class _Driver:
                             row.id, lock.holder() or "unknown")
                 self.deferred.append(row)
                 return None
-        job = job_of(row, self.ctx.cfg)
-        skipped = skipped_if_finished(row, job, self.ctx.pipeline, self.ctx.out) if self.ctx.resume or resume else None
-        if skipped is not None:
-            self._finish(skipped, lock)
-            return None
-        return _Item(row, job, lock)
+        item = self.held[row.id] = _Item(row, job_of(row, self.ctx.cfg), lock)  # from now on Ctrl-C releases it
+        if self.ctx.resume or resume:
+            skipped = skipped_if_finished(row, item.job, self.ctx.pipeline, self.ctx.out)
+            if skipped is not None:
+                self._finish(skipped, item)
+                return None
+        return item
 
     def _collect(self, ref: Any) -> None:
-        from ray.exceptions import RayActorError
+        from ray.exceptions import RayActorError, RayError
 
         serial, item = self.inflight.pop(ref)
         try:
             result = self.ray.get(ref)
         except RayActorError as exc:
             self._lost(serial, item, exc)
+            return
+        except RayError as exc:  # the task failed outside `generate_row` (e.g. its result could not be sent back)
+            if item is None:
+                raise
+            self.idle.append(serial)
+            self._retry_or_fail(item, failed(item.row, f"Ray: {_first_line(exc)}", "internal"))
             return
         if item is None:  # the actor's `ready`
             if result is not None:
@@ -275,15 +284,16 @@ class _Driver:
         if event["status"] == "failed" and result.stop is None and event.get("code") in RETRYABLE:
             self._retry_or_fail(item, result)
         else:
-            self._finish(result, item.lock)
+            self._finish(result, item)
 
-    def _finish(self, outcome: Outcome, lock: AssetLock | None) -> None:
+    def _finish(self, outcome: Outcome, item: _Item | None = None) -> None:
+        """Report an outcome, then release the item's lock (its line is in results.jsonl)."""
         try:
             if self.ctx.finish(outcome):
                 self.stop = True
         finally:
-            if lock is not None:
-                lock.release()
+            if item is not None:
+                self.held.pop(item.job.id).lock.release()
 
     def _retry_or_fail(self, item: _Item, outcome: Outcome) -> None:
         if item.attempts <= self.settings.max_retries:
@@ -291,7 +301,7 @@ class _Driver:
                            outcome.event["error"])
             self.retry.append(item)
         else:
-            self._finish(outcome, item.lock)
+            self._finish(outcome, item)
 
     # ------------------------------------------------------------------------------- actors
     def _start_actor(self) -> None:
@@ -302,7 +312,7 @@ class _Driver:
 
     def _lost(self, serial: int, item: _Item | None, exc: Exception) -> None:
         """An actor died (its process or node): clean and re-queue its item, replace it while the budget lasts."""
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        reason = _first_line(exc)
         logger.warning("Ray actor %d was lost (%s)", serial, reason)
         actor = self.actors.pop(serial)
         self.ray.kill(actor, no_restart=True)  # an unreachable actor must not go on writing
@@ -318,19 +328,23 @@ class _Driver:
                                      "run the batch again to resume")
 
     def _cancel(self) -> None:
-        """Kill the actors, wait for their items to end, and clean what those items left (their locks are ours)."""
+        """Kill the actors, wait for their items to end, and clean what those items left (their locks are still
+        ours; `run` releases them)."""
         for actor in self.actors.values():
             self.ray.kill(actor, no_restart=True)
         running = [ref for ref, (_, item) in self.inflight.items() if item is not None]
         if running:
             self.ray.wait(running, num_returns=len(running), timeout=_KILL_WAIT_S)
-            logger.warning("cancelled %d items in flight (nothing of them was kept): %s", len(running),
-                           ", ".join(item.job.id for _, item in self.inflight.values() if item is not None))
-        for _, item in self.inflight.values():
-            if item is not None:
-                recover(self.ctx.out, item.job.id)
-                item.lock.release()
-        self.inflight.clear()
+        if self.held:
+            logger.warning("cancelled %d unfinished items (nothing of them was kept): %s", len(self.held),
+                           ", ".join(self.held))
+        for asset_id in self.held:
+            recover(self.ctx.out, asset_id)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 __all__ = ["RETRYABLE", "BatchWorker", "actor_plan", "connect", "ray_engine", "run_on_ray"]

@@ -175,8 +175,10 @@ def test_ctrl_c_cancels_with_a_summary_and_exit_130_then_resume_skips_finished_i
     *items, summary = res.events
     assert summary["event"] == "summary" and summary["interrupted"] is True
     assert 1 <= summary["ok"] == len(items) and "c" not in {e["id"] for e in items}
-    finished = {e["id"] for e in items}
-    assert {d.name for d in out.iterdir() if d.is_dir()} == finished and leftovers(out) == []
+    assert leftovers(out) == []  # cancelled items left nothing; every lock released
+    # an item cancelled while its folder was being renamed into place is complete (it gets its line on resume)
+    finished = {d.name for d in out.iterdir() if d.is_dir()}
+    assert {e["id"] for e in items} <= finished and all((out / name / METADATA_FILE).is_file() for name in finished)
     before = {name: (out / name / "model.glb").stat().st_mtime_ns for name in finished}
 
     attempts = faults({})
