@@ -7,16 +7,18 @@ Reported per configuration:
 - `wall_s`: the whole batch, model loading and actor start included (the Ray cluster is started once, before);
 - `first_item_s`: until the first item is finished (start-up: actor processes, imports, model loading);
 - `items_per_s`: steady throughput, (N - k) / (time of the last item - time of the k-th), k = the number of actors;
-- `overhead_per_item_s` (Ray rows): steady seconds per item per actor minus the local engine's seconds per item at
-  the same thread count -- what the engine adds around an item (scheduling, pickling, the driver's bookkeeping).
+- `chain_s`: the mean time an item spends in the chain's stages (the sum of `timings_s` in its metadata.json);
+- `overhead_per_item_s`: steady seconds per item per actor (k / items_per_s) minus `chain_s`: what surrounds the
+  stages -- writing the asset folder, lock, resume check, results.jsonl, and for Ray the scheduling, pickling and
+  the round trip to the driver. Taking `chain_s` from the same run keeps a loaded machine's noise out of it.
 
 CPU (default): tiny random models, one torch thread per actor and for the local engine, smallest chain unless
 `--chain` says otherwise. GPU (`--gpu`): one actor per GPU (`engine.ray.gpus_per_actor=1`), the local engine on one
-GPU; pass the models to use as overrides (the tiny set is the default, which measures the engine, not the models).
+GPU; the tiny set measures the engine, `--real-models` the configured full-size models (`know3d models pull` first).
 
 Examples:
     python scripts/bench_ray.py --items 12 --actors 1 2                       # this 2-core box
-    python scripts/bench_ray.py --gpu --items 64 --actors 1 8 -- preset=none  # one node with 8 GPUs, real models
+    python scripts/bench_ray.py --gpu --real-models --chain full --items 64 --actors 1 8   # a node with 8 GPUs
     python scripts/bench_ray.py --smoke --engines local                       # seconds: checks the script runs
 """
 
@@ -39,13 +41,14 @@ sys.path.insert(0, str(REPO))
 
 from know3d_cli.batch import run_batch  # noqa: E402
 from know3d_cli.config import load_config  # noqa: E402
+from know3d_cli.metadata import METADATA_FILE  # noqa: E402
 
 CHAINS = {
     "smallest": ["mode=trellis", "trellis2.pipeline_type=ss", "trellis2.ss.steps=1", "export.faces=2000",
                  "preprocess.max_side=64"],
     "trellis512": ["mode=trellis", "trellis2.pipeline_type=512", "export.faces=5000", "export.texture_size=64",
                    "preprocess.max_side=64"],
-    "demo": [],  # the demo's chain: editor + 1024_cascade + textured GLB
+    "full": [],  # the default chain (editor, 1024_cascade, textured GLB): the demo's chain on the tiny set
 }
 
 
@@ -74,8 +77,11 @@ def run(manifest: Path, out: Path, overrides: list[str], actors: int) -> dict:
     wall = time.perf_counter() - start
     k = max(1, actors)
     steady = (len(arrivals) - k) / (arrivals[-1] - arrivals[k - 1]) if len(arrivals) > k else None
+    chain = float(np.mean([sum(json.loads(meta.read_text())["timings_s"].values())
+                           for meta in out.glob(f"*/{METADATA_FILE}")]))
     return {"items": len(arrivals), "ok": summary.ok, "wall_s": round(wall, 2), "first_item_s": round(arrivals[0], 2),
-            "items_per_s": round(steady, 3) if steady else None}
+            "items_per_s": round(steady, 3) if steady else None, "chain_s": round(chain, 3),
+            "overhead_per_item_s": round(k / steady - chain, 3) if steady else None}
 
 
 def main() -> None:
@@ -86,6 +92,7 @@ def main() -> None:
     parser.add_argument("--chain", default="smallest", choices=sorted(CHAINS))
     parser.add_argument("--threads", type=int, default=1, help="torch threads of the local engine and of each actor")
     parser.add_argument("--gpu", action="store_true", help="one actor per GPU; the local engine on one GPU")
+    parser.add_argument("--real-models", action="store_true", help="the configured models instead of the tiny set")
     parser.add_argument("--smoke", action="store_true", help="3 items, smallest chain (checks the script runs)")
     parser.add_argument("--tiny-root", type=Path, default=None, help="tiny model set (default: built in a temp dir)")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
@@ -99,12 +106,14 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory(prefix="know3d-bench-ray-") as tmp:
         tmp = Path(tmp)
-        root = args.tiny_root
-        if root is None:
-            from know3d_cli.tiny import build_tiny_models
+        base = [*CHAINS[args.chain], *args.overrides]
+        if not args.real_models:
+            root = args.tiny_root
+            if root is None:
+                from know3d_cli.tiny import build_tiny_models
 
-            root = build_tiny_models(tmp / "tiny")
-        base = ["preset=tiny", f"models.tiny_root={root}", *CHAINS[args.chain], *args.overrides]
+                root = build_tiny_models(tmp / "tiny")
+            base = ["preset=tiny", f"models.tiny_root={root}", *base]
         manifest = write_manifest(tmp, args.items)
         results = []
         if "local" in args.engines:
@@ -126,10 +135,6 @@ def main() -> None:
                 results.append({"engine": "ray", "actors": count, "ray_init_s": ray_start, **row})
                 print(json.dumps(results[-1]), flush=True)
             ray.shutdown()
-    local = next((r for r in results if r["engine"] == "local" and r["items_per_s"]), None)
-    for row in results:
-        if row["engine"] == "ray" and local and row["items_per_s"]:
-            row["overhead_per_item_s"] = round(row["actors"] / row["items_per_s"] - 1 / local["items_per_s"], 3)
     report = {"machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(), "items": args.items,
               "chain": args.chain, "threads": args.threads, "gpu": args.gpu,
               "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None, "results": results}

@@ -72,3 +72,15 @@ def test_bench_ovoxel_and_bench_render_smoke(tmp_path):
     assert run.returncode == 0, run.stderr
     report = json.loads(out.read_text())
     assert report["faces"] >= 1900 and report["results"]["turntable_2_s"] > 0 and report["opengl"]
+
+
+def test_bench_ray_smoke_measures_the_local_engine(tmp_path, tiny_root):
+    out = tmp_path / "ray.json"
+    env = {**os.environ, "PYTHONPATH": str(SCRIPT.parents[1]), "OMP_NUM_THREADS": "1"}
+    run = subprocess.run([sys.executable, str(SCRIPT.parent / "bench_ray.py"), "--smoke", "--engines", "local",
+                          "--tiny-root", str(tiny_root), "--json", str(out)], capture_output=True, text=True,
+                         timeout=300, env=env)
+    assert run.returncode == 0, run.stderr
+    (result,) = json.loads(out.read_text())["results"]
+    assert result["engine"] == "local" and result["ok"] == result["items"] == 3
+    assert result["items_per_s"] > 0 and 0 < result["chain_s"] < result["wall_s"]
