@@ -249,7 +249,7 @@ class RayEngineConfig:
     address: Optional[str] = None  # Ray cluster address; null = $RAY_ADDRESS if set, else start a local Ray
     actors: Optional[int] = None  # actors; null = one per gpus_per_actor GPUs of the cluster, cpu_actors without GPUs
     gpus_per_actor: float = 1.0  # GPUs reserved per actor (0.5 packs two actors on a card; the chain uses one device)
-    cpus_per_actor: float = 1.0  # CPUs reserved per actor
+    cpus_per_actor: float = 1.0  # CPUs reserved per actor, and its torch threads
     cpu_actors: int = 1  # actors when the cluster has no GPUs (CPU generation)
     max_retries: int = 2  # a failed item (runtime error, lost actor) is retried on another actor up to this many times
     max_lost_actors: int = 8  # lost actors (process or node died) that are replaced; one more stops the batch

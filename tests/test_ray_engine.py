@@ -248,3 +248,13 @@ def test_an_unreachable_cluster_is_a_runtime_error():
     with pytest.raises(BackendUnavailable, match="engine.ray.address") as info:
         connect(Unreachable, "10.0.0.1:6379")
     assert "10.0.0.1:6379" in str(info.value)
+
+
+@pytest.mark.parametrize("override", ["engine.ray.max_retries=-1", "engine.ray.actors=0", "engine.ray.cpu_actors=0",
+                                      "engine.ray.gpus_per_actor=-1"])
+def test_engine_settings_out_of_range_are_config_errors(override):
+    from know3d_cli.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=override.split("=")[0]):
+        load_config(["engine=ray", override])
+    assert load_config(["engine=ray"]).engine.name == "ray"
