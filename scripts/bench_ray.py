@@ -7,7 +7,8 @@ Reported per configuration:
 - `wall_s`: the whole batch, model loading and actor start included (the Ray cluster is started once, before);
 - `first_item_s`: until the first item is finished (start-up: actor processes, imports, model loading);
 - `items_per_s`: steady throughput, (N - k) / (time of the last item - time of the k-th), k = the number of actors;
-- `chain_s`: the mean time an item spends in the chain's stages (the sum of `timings_s` in its metadata.json);
+- `chain_s`: the median time an item spends in the chain's stages (the sum of `timings_s` in its metadata.json;
+  the first item of each pipeline also loads its models there);
 - `overhead_per_item_s`: steady seconds per item per actor (k / items_per_s) minus `chain_s`: what surrounds the
   stages -- writing the asset folder, lock, resume check, results.jsonl, and for Ray the scheduling, pickling and
   the round trip to the driver. Taking `chain_s` from the same run keeps a loaded machine's noise out of it.
@@ -77,8 +78,8 @@ def run(manifest: Path, out: Path, overrides: list[str], actors: int) -> dict:
     wall = time.perf_counter() - start
     k = max(1, actors)
     steady = (len(arrivals) - k) / (arrivals[-1] - arrivals[k - 1]) if len(arrivals) > k else None
-    chain = float(np.mean([sum(json.loads(meta.read_text())["timings_s"].values())
-                           for meta in out.glob(f"*/{METADATA_FILE}")]))
+    chain = float(np.median([sum(json.loads(meta.read_text())["timings_s"].values())
+                             for meta in out.glob(f"*/{METADATA_FILE}")]))  # the median leaves out model loading
     return {"items": len(arrivals), "ok": summary.ok, "wall_s": round(wall, 2), "first_item_s": round(arrivals[0], 2),
             "items_per_s": round(steady, 3) if steady else None, "chain_s": round(chain, 3),
             "overhead_per_item_s": round(k / steady - chain, 3) if steady else None}
