@@ -14,7 +14,7 @@ from dataclasses import replace
 from enum import Enum
 from functools import partial, wraps
 from pathlib import Path
-from typing import Annotated, Any, Callable, Optional
+from typing import Annotated, Any, Callable, Optional, TextIO
 
 import typer
 
@@ -116,18 +116,20 @@ class _StderrHandler(logging.StreamHandler):
         pass
 
 
-def emit(obj: dict[str, Any], progress: Progress | None = None) -> None:
-    """Write one JSON object as one line on stdout (the only thing that ever goes there)."""
+def emit(obj: dict[str, Any], progress: Progress | None = None, stream: TextIO | None = None) -> None:
+    """Write one JSON object as one line on stdout (the only thing that ever goes there); `stream` is stdout as it
+    was when the command started (engine=ray sends what Ray prints on `sys.stdout` to stderr meanwhile)."""
     from .metadata import dumps
 
+    out = stream or sys.stdout
     line = dumps(obj) + "\n"
     if progress is None:
-        sys.stdout.write(line)
-        sys.stdout.flush()
+        out.write(line)
+        out.flush()
         return
     with progress.paused():
-        sys.stdout.write(line)
-        sys.stdout.flush()
+        out.write(line)
+        out.flush()
 
 
 def _load(overrides: list[str]):
@@ -214,17 +216,24 @@ def batch(
     out: OutOpt = Path("outputs"),
     no_resume: Annotated[bool, typer.Option("--no-resume", help="Regenerate items whose outputs exist.")] = False,
     fail_fast: Annotated[bool, typer.Option("--fail-fast", help="Stop at the first failed item.")] = False,
+    shard: Annotated[Optional[str], typer.Option("--shard", help="Run only part i of n (0 <= i < n), split by id: "
+                                                 "e.g. --shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT.",
+                                                 show_default=False)] = None,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
     """Generate every asset of a CSV manifest; models are loaded once, finished items are skipped."""
     _setup(quiet, debug)
+    from .shard import parse_shard
+
+    part = parse_shard(shard)
     from .batch import run_batch
 
     cfg = _load(list(overrides or []))
     with Progress(enabled=not quiet) as progress:
-        summary = run_batch(manifest, out, cfg, resume=not no_resume, fail_fast=fail_fast,
-                            emit=partial(emit, progress=progress), progress=progress, debug=debug)
+        summary = run_batch(manifest, out, cfg, shard=part, resume=not no_resume, fail_fast=fail_fast,
+                            emit=partial(emit, progress=progress, stream=sys.stdout), progress=progress,
+                            debug=debug)
     raise typer.Exit(summary.exit_code)
 
 

@@ -109,6 +109,13 @@ class RuntimeDtype(Choice):
     float32 = "float32"
 
 
+class EngineName(Choice):
+    """Where `know3d batch` runs its items."""
+
+    local = "local"  # this process, one item after another
+    ray = "ray"  # actors on a Ray cluster (`ray` extra), one per GPU
+
+
 class Shading(Choice):
     """How dataset views are lit (`data.views.shading`)."""
 
@@ -279,6 +286,25 @@ class DataConfig:
 
 
 @dataclass
+class RayEngineConfig:
+    address: Optional[str] = None  # Ray cluster address; null = $RAY_ADDRESS if set, else start a local Ray
+    actors: Optional[int] = None  # actors; null = one per gpus_per_actor GPUs of the cluster, cpu_actors without GPUs
+    gpus_per_actor: float = 1.0  # GPUs reserved per actor (0.5 packs two actors on a card; the chain uses one device)
+    cpus_per_actor: float = 1.0  # CPUs reserved per actor, and its torch threads
+    cpu_actors: int = 1  # actors when the cluster has no GPUs (CPU generation)
+    max_retries: int = 2  # a failed item (runtime error, lost actor) is retried on another actor up to this many times
+    max_lost_actors: int = 8  # lost actors (process or node died) that are replaced; one more stops the batch
+
+
+@dataclass
+class EngineConfig:
+    """How `know3d batch` schedules its items; never changes an asset (not in metadata.json or the resume key)."""
+
+    name: EngineName = EngineName.local  # local | ray (`engine=ray` selects it)
+    ray: RayEngineConfig = field(default_factory=RayEngineConfig)  # engine=ray settings
+
+
+@dataclass
 class Know3dConfig:
     mode: Mode = Mode.auto  # auto | know3d | multiview | trellis
     back: str = ""  # text about the hidden back side
@@ -295,6 +321,7 @@ class Know3dConfig:
     models: ModelsConfig = field(default_factory=ModelsConfig)
     train: TrainConfig = field(default_factory=TrainConfig)  # `know3d train` (train_config.py)
     data: DataConfig = field(default_factory=DataConfig)
+    engine: EngineConfig = field(default_factory=EngineConfig)  # `know3d batch` scheduling (local | ray)
 
 
 # ------------------------------------------------------------------------------------ loading
@@ -401,7 +428,20 @@ def validate(cfg: Know3dConfig) -> None:
     if not _DEVICE.fullmatch(cfg.runtime.device):
         raise ConfigError(f"invalid value {cfg.runtime.device!r} for runtime.device; expected auto, cpu, cuda or cuda:N "
                           "(N = 0, 1, ...)")
+    ray = cfg.engine.ray
+    for key, value, lo in (("actors", ray.actors, 1), ("gpus_per_actor", ray.gpus_per_actor, 0),
+                           ("cpus_per_actor", ray.cpus_per_actor, 0), ("cpu_actors", ray.cpu_actors, 1),
+                           ("max_retries", ray.max_retries, 0), ("max_lost_actors", ray.max_lost_actors, 0)):
+        if value is not None and value < lo:
+            raise ConfigError(f"invalid value {value!r} for engine.ray.{key}; expected a number >= {lo}")
     validate_train(cfg.train)
+
+
+def recorded_settings(cfg: Know3dConfig) -> dict[str, Any]:
+    """The config as an asset records it (metadata.json, resume key): all but how a batch schedules (`engine`)."""
+    settings = to_container(cfg)
+    settings.pop("engine")
+    return settings
 
 
 def to_container(cfg: Know3dConfig) -> dict[str, Any]:
@@ -462,8 +502,9 @@ def _invalid_choice(exc: BaseException) -> str | None:
 
 __all__ = [
     "MAX_SEED", "AdapterConfig", "AlphaMode", "AssetConfig", "Background", "DataConfig", "EditorConfig",
-    "EditorPipelineKind", "ExportConfig", "ExportFormat", "ExportOrigin", "Know3dConfig", "MllmConfig", "Mode",
-    "ModelSpec", "ModelsConfig", "OVoxelConfig", "PreprocessConfig", "Preview", "PromptsConfig", "RuntimeConfig",
-    "RuntimeDtype", "Shading", "TapConfig", "TapTokens", "TextConfig", "TextSource", "TextureFormat", "ViewsConfig",
-    "config_dir", "load_config", "to_container", "to_yaml", "validate",
+    "EditorPipelineKind", "EngineConfig", "EngineName", "ExportConfig", "ExportFormat", "ExportOrigin", "Know3dConfig",
+    "MllmConfig", "Mode", "ModelSpec", "ModelsConfig", "OVoxelConfig", "PreprocessConfig", "Preview", "PromptsConfig",
+    "RayEngineConfig", "RuntimeConfig", "RuntimeDtype", "Shading", "TapConfig", "TapTokens", "TextConfig", "TextSource",
+    "TextureFormat", "ViewsConfig", "config_dir", "load_config", "recorded_settings", "to_container", "to_yaml",
+    "validate",
 ]

@@ -20,7 +20,7 @@ import torch
 
 from . import metadata
 from .asset_run import AssetJob, AssetRun, RunContext, StageTimings
-from .config import Know3dConfig, Mode, to_container
+from .config import Know3dConfig, Mode, recorded_settings
 from .errors import ConfigError
 from .io import ensure_writable_dir
 from .outputs import AssetLock, check_asset_path, write_asset
@@ -57,7 +57,7 @@ class Know3dPipeline:
         plan = plan_run(cfg)
         runtime = resolve_runtime(cfg.runtime)
         self.models = StageModels(cfg, plan, runtime, keep=keep_models)
-        self.context = RunContext(cfg, to_container(cfg), plan, self.models.resolved, runtime)
+        self.context = RunContext(cfg, recorded_settings(cfg), plan, self.models.resolved, runtime)
         self._text_limit = _editor_text_limit(cfg, self.models)
 
     def expected_key(self, job: AssetJob, input_sha256: str) -> str:

@@ -87,7 +87,8 @@ def test_one_item_failing_does_not_stop_the_others_and_each_line_says_why(stand_
         ("missing", "failed", "bad_input")]
     assert items[2]["error"] == "RuntimeError: boom" and items[4]["line"] == 6
     assert summary == BatchSummary(5, 2, 3, 0, False) and summary.exit_code == EXIT_BATCH_FAILURES
-    assert last == summary.event(tmp_path / "out" / batch.RESULTS_FILE)
+    assert last == {**summary.event(tmp_path / "out" / batch.RESULTS_FILE),
+                    "report": str(tmp_path / "out" / "index.html")}  # the review gallery, written at the end
     logged = [json.loads(line) for line in (tmp_path / "out" / batch.RESULTS_FILE).read_text().splitlines()]
     assert [{k: v for k, v in e.items() if k != "run"} for e in logged] == items
     assert len({e["run"] for e in logged}) == 1

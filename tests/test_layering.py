@@ -10,12 +10,13 @@ Layers, lowest first (each may import its own layer and the ones below it):
 3. infrastructure: `config` (the schema; its `trellis2` / `adapter` sections are the library's settings),
    `train_config` (its `train` section), `runtime`, `timing`, `io`, `outputs` (the shared output folder: asset
    locks, all-or-nothing asset folders, results.jsonl), `metadata`, `manifest`, `progress`, `hub`, `render` (the
-   offscreen renderer and voxel depth pictures).
+   offscreen renderer and voxel depth pictures), `shard` (the stable `--shard i/n` split).
 4. stages: `preprocess`, `mllm`, `editor`, `export`; a stage never imports another stage.
 5. tools: `tiny` (tiny random models in the real layouts), `data` (training data: assets, O-Voxel, and views
    rendered through the `preprocess` crop), `report` (the review gallery of an output folder).
 6. wiring: `run_plan` (the mode), `stage_models` (models and their residency), `asset_run` (stage results ->
-   asset folder), `pipeline` (the chain), `batch`, `demo`, `doctor`, `train` (the trainer).
+   asset folder), `pipeline` (the chain), `batch`, `ray_engine` (batch on Ray actors), `demo`, `doctor`, `train`
+   (the trainer).
 7. edge: `cli`, `__main__`.
 
 Imports are read with `ast` from the source (including imports inside functions and under `TYPE_CHECKING`), so a
@@ -39,7 +40,7 @@ LAYERS: list[tuple[str, set[str]]] = [
                         "progress", "hub", "render", "shard"}),
     ("stages", {"preprocess", "mllm", "editor", "export"}),
     ("tools", {"tiny", "data", "report"}),
-    ("wiring", {"run_plan", "stage_models", "asset_run", "pipeline", "batch", "demo", "doctor", "train"}),
+    ("wiring", {"run_plan", "stage_models", "asset_run", "pipeline", "batch", "ray_engine", "demo", "doctor", "train"}),
     ("edge", {"cli", "__main__"}),
 ]
 STAGES = {"preprocess", "mllm", "editor", "export"}

@@ -126,6 +126,8 @@ def test_bench_data_build_smoke_in_both_modes(tmp_path, tiny_root, monkeypatch, 
     parts = sum(results[f"{k}_encoder_512"]["seconds"] for k in ("shape", "tex", "ss")) + \
         results["dinov3_512"]["seconds"] + results["dinov3_1024"]["seconds"] + 2 * results["hdit_per_variant"]["seconds"]
     assert report["per_asset_seconds"]["512"] == parts > 0
+
+
 def test_bench_preview_smoke(tmp_path):
     scripts = SCRIPT.parent
     env = {**os.environ, "PYTHONPATH": str(scripts.parent), "OMP_NUM_THREADS": "1"}
@@ -138,3 +140,15 @@ def test_bench_preview_smoke(tmp_path):
     results = json.loads(out.read_text())["results"]
     assert results["export_glb"]["faces"] == results["preview_png_full_mesh"]["rendered_faces"] == 3000
     assert results["preview_png"]["rendered_faces"] < 3000 and results["turntable_webp_2"]["kilobytes"] > 0
+
+
+def test_bench_ray_smoke_measures_the_local_engine(tmp_path, tiny_root):
+    out = tmp_path / "ray.json"
+    env = {**os.environ, "PYTHONPATH": str(SCRIPT.parents[1]), "OMP_NUM_THREADS": "1"}
+    run = subprocess.run([sys.executable, str(SCRIPT.parent / "bench_ray.py"), "--smoke", "--engines", "local",
+                          "--tiny-root", str(tiny_root), "--json", str(out)], capture_output=True, text=True,
+                         timeout=300, env=env)
+    assert run.returncode == 0, run.stderr
+    (result,) = json.loads(out.read_text())["results"]
+    assert result["engine"] == "local" and result["ok"] == result["items"] == 3
+    assert result["items_per_s"] > 0 and 0 < result["chain_s"] < result["wall_s"]
