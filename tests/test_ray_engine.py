@@ -29,6 +29,7 @@ from know3d_cli.errors import (
     OutputError,
 )
 from know3d_cli.metadata import METADATA_FILE
+from know3d_cli.report.page import ASSETS_DIR
 
 SMALLEST = ("preset=tiny", "mode=trellis", "trellis2.pipeline_type=ss", "trellis2.ss.steps=1", "export.faces=2000",
             "preprocess.max_side=64")
@@ -177,7 +178,7 @@ def test_ctrl_c_cancels_with_a_summary_and_exit_130_then_resume_skips_finished_i
     assert 1 <= summary["ok"] == len(items) and "c" not in {e["id"] for e in items}
     assert leftovers(out) == []  # cancelled items left nothing; every lock released
     # an item cancelled while its folder was being renamed into place is complete (it gets its line on resume)
-    finished = {d.name for d in out.iterdir() if d.is_dir()}
+    finished = {d.name for d in out.iterdir() if d.is_dir() and d.name != ASSETS_DIR}  # not the gallery's files
     assert {e["id"] for e in items} <= finished and all((out / name / METADATA_FILE).is_file() for name in finished)
     before = {name: (out / name / "model.glb").stat().st_mtime_ns for name in finished}
 

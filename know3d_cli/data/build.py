@@ -25,7 +25,7 @@ import logging
 import time
 import traceback
 from collections import Counter
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -34,12 +34,13 @@ import numpy as np
 
 from .. import hub, metadata
 from ..config import Know3dConfig, TextSource, to_container
-from ..errors import ConfigError, Know3dError, WriteFailure, run_exit_code
+from ..errors import ConfigError, Know3dError, OutOfMemory, WriteFailure, run_exit_code
 from ..preprocess import file_sha256
 from ..progress import Progress
-from ..runtime import oom_as_error, resident, resolve_runtime
+from ..runtime import resolve_runtime
 from ..shard import Shard, stable_hash
 from ..timing import timed
+from ..trellis2 import Residency
 from .asset import load_asset
 from .conditions import caption_text, described_text, dino_tokens, tapped_states
 from .latents import encode_latents
@@ -51,6 +52,9 @@ from .views import draw_view_angles, occupancy_azimuth, render_view_pair
 from .writer import DatasetWriter, Sample
 
 logger = logging.getLogger(__name__)
+
+# The models of the build's phases, in the order a group of assets uses them (the offload order).
+PHASE_MODELS = ("encoders", "dinov3", "mllm", "editor")
 
 SHAPE_RESOLUTIONS = (512, 1024)  # O-Voxel resolutions TRELLIS.2 has shape flows for
 # settings that change how a build runs or which assets it accepts, not what a sample holds (left out of the
@@ -148,6 +152,7 @@ class DatasetBuilder:
         self.shard = shard
         self.progress = progress or Progress(enabled=False)
         self.runtime = resolve_runtime(cfg.runtime)
+        self.residency = Residency(self.runtime.device, self.runtime.offload, PHASE_MODELS)
         self.models = {name: hub.resolve(cfg, name) for name in data_models(cfg)}
         dtype = str(self.runtime.dtype).removeprefix("torch.")
         self.writer = DatasetWriter(out, shard, dataset_info(cfg, self.models, dtype))
@@ -198,13 +203,14 @@ class DatasetBuilder:
             ("text", "mllm" if self._describes(jobs) else None, self._text),
             ("editor", "editor", self._editor),
         ]
+        self.residency.start_run()
         for name, model, step in phases:
             live = []
             if not jobs:
                 return
             with self.progress.stage(name, f"{len(jobs)} assets"):
                 loaded = self._model(model) if model is not None else None
-                with resident(loaded, self.runtime) if loaded is not None else nullcontext():
+                with self.residency.on_device(model, loaded) if loaded is not None else nullcontext():
                     for job in jobs:
                         failure = self._attempt(job, name, step, debug)
                         if failure is None:
@@ -219,7 +225,7 @@ class DatasetBuilder:
     def _attempt(self, job: _Job, phase: str, step: Callable[[_Job], None], debug: bool) -> dict[str, Any] | None:
         """Run one phase of one asset; its failure event, or None."""
         try:
-            with oom_as_error(f"{phase} of {job.id}"):
+            with self._out_of_memory_as_error(f"{phase} of {job.id}"):
                 step(job)
         except KeyboardInterrupt:
             raise
@@ -305,6 +311,18 @@ class DatasetBuilder:
                                  tuple(v.instruction for v in variants), info))
 
     # ------------------------------------------------------------------------------------------------ models
+    @contextmanager
+    def _out_of_memory_as_error(self, task: str) -> Iterator[None]:
+        """CUDA out of memory in `task` -> `OutOfMemory` (the asset fails with what to try), the cache freed."""
+        import torch
+
+        try:
+            yield
+        except torch.OutOfMemoryError as exc:
+            self.residency.free_cache()
+            raise OutOfMemory(f"out of GPU memory during {task}; try runtime.offload=sequential or a smaller "
+                              "data.group_size") from exc
+
     def _model(self, name: str):
         """A model, loaded on first use and kept for the whole build."""
         if name not in self._loaded:
