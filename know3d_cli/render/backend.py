@@ -56,14 +56,29 @@ def load_pyrender():
 # EGL display, and deleting one terminates that display under every other; keeping them also saves creating a
 # context (and compiling shaders) for every asset. Contexts are bound to the thread that renders: not thread-safe.
 _CONTEXTS: dict[tuple[int, int], object] = {}
+_INHERITED: list[bool] = [False]  # set in a child forked after this process rendered
+
+
+def _after_fork_in_child() -> None:
+    """A forked child gets the parent's OpenGL driver state but not its threads (Mesa llvmpipe's rasteriser pool),
+    so any further GL call, even a new context, blocks forever: forget the contexts and refuse to render."""
+    if _CONTEXTS:
+        _CONTEXTS.clear()
+        _INHERITED[0] = True
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def offscreen_renderer(pyrender, width: int, height: int):
     """The process's pyrender `OffscreenRenderer` of this size (created on first use).
 
     Raises:
-        BackendUnavailable: no OpenGL context can be created.
+        BackendUnavailable: no OpenGL context can be created, or this is a child forked after its parent rendered.
     """
+    if _INHERITED[0]:
+        raise BackendUnavailable("this process was forked from one that had already rendered, and OpenGL does not "
+                                 "survive fork(); render in the parent or in a spawned process")
     if (width, height) in _CONTEXTS:
         return _CONTEXTS[(width, height)]
     try:

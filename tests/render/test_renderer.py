@@ -173,3 +173,34 @@ def test_triton_imports_after_a_render():
             "import triton\nprint('ok')\n")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0 and run.stdout.strip() == "ok", (run.returncode, run.stderr[-1000:])
+
+
+def test_a_child_forked_after_a_render_refuses_to_render_instead_of_hanging(fork, tmp_path):
+    """Mesa's llvmpipe threads do not survive fork(): a forked child that renders blocks forever (a batch forked by
+    the fault drill did). It must fail fast with BackendUnavailable, which previews turn into a warning."""
+    import os
+    import signal
+    import time
+
+    box = trimesh.creation.box()
+    with Renderer(box, RenderSettings(size=16)) as renderer:
+        renderer.render(cardinal_views())  # the parent has rendered: its process holds a context
+
+    def child() -> None:
+        try:
+            with Renderer(box, RenderSettings(size=16)) as again:
+                again.render(cardinal_views())
+        except BackendUnavailable as exc:
+            assert "forked" in str(exc)
+            return
+        raise AssertionError("rendered in a forked child")
+
+    pid = fork(child, stderr=tmp_path / "child.err")
+    deadline = time.time() + 60
+    while (done := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.time() < deadline:
+        time.sleep(0.05)
+    if done[0] == 0:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        pytest.fail("the forked child hung while rendering")
+    assert os.waitstatus_to_exitcode(done[1]) == 0, (tmp_path / "child.err").read_text()[-2000:]
