@@ -22,6 +22,7 @@ from PIL import Image
 from . import hub, metadata
 from .config import Know3dConfig, Mode, Preview, to_container
 from .errors import ConfigError, ModelMissingError
+from .geometry import Asset3D
 from .io import ensure_writable_dir
 from .outputs import AssetLock, check_asset_path, write_asset
 from .progress import Progress
@@ -52,6 +53,7 @@ class GenerateResult:
     dir: Path  # <out>/<id>
     status: str  # "ok" | "skipped"
     metadata: dict[str, Any] = field(repr=False)
+    asset: Asset3D | None = field(default=None, repr=False)  # the generated asset (in-process callers; not for skips)
 
     def event(self) -> dict[str, Any]:
         """The asset's line on stdout."""
@@ -302,7 +304,7 @@ class Know3dPipeline:
         }
         files[metadata.METADATA_FILE] = metadata.to_json_bytes(meta)
         out_dir = write_asset(out_root, job.id, files)
-        return GenerateResult(job.id, out_dir, "ok", meta)
+        return GenerateResult(job.id, out_dir, "ok", meta, asset)
 
     @contextmanager
     def _timed(self, stage: str, asset: str, timings: dict[str, float]) -> Iterator[None]:

@@ -23,8 +23,10 @@ from ..data.schema import (
     LATENT_TENSORS,
     LATENTS_FILE,
     SCHEMA_VERSION,
+    SS_GRID,
     TensorSpec,
 )
+from ..data.latents import dense_occupancy
 from ..errors import InputError
 from ..train_config import TrainStage
 from .models import DINO_TENSORS, SHAPE_RESOLUTIONS, LatentNormalization, read_json_object
@@ -62,13 +64,19 @@ class TrainingDataset(torch.utils.data.Dataset):
         normalization: shape-latent statistics (shape stages), applied on load.
         need_hdit: load the editor hidden states (adapter training).
         max_tokens: shape stages: leave out samples with more latent tokens.
+        ss_encoder: ss stage: a `SparseStructureEncoder` whose posterior mean of the sample's occupancy replaces the
+            stored `ss_latent` (`train.ss_latents=encoder`; computed on first load, then kept in memory).
 
     Items are addressed by `(index, slot)` pairs (see `data_order.py`).
     """
 
+    grid_side = SS_GRID  # side of the occupancy grid
+
     def __init__(self, root: Path, stage: TrainStage, normalization: LatentNormalization | None = None,
-                 need_hdit: bool = True, max_tokens: int | None = None):
+                 need_hdit: bool = True, max_tokens: int | None = None, ss_encoder: torch.nn.Module | None = None):
         self.root = Path(root).expanduser()
+        self.ss_encoder = ss_encoder
+        self._encoded: dict[int, torch.Tensor] = {}
         self.stage = stage
         self.normalization = normalization
         self.need_hdit = need_hdit
@@ -100,7 +108,9 @@ class TrainingDataset(torch.utils.data.Dataset):
         entry = self.entries[index]
         conditions = _read_tensors(entry.dir / CONDITIONS_FILE,
                                    [self.dino_name] + (["hdit"] if self.need_hdit else []))
-        if self.stage == TrainStage.ss:
+        if self.stage == TrainStage.ss and self.ss_encoder is not None:
+            latent, coords = self._encode(index), None
+        elif self.stage == TrainStage.ss:
             latent, coords = _read_tensors(entry.dir / LATENTS_FILE, ["ss_latent"])["ss_latent"].float(), None
         else:
             tensors = _read_tensors(entry.dir / LATENTS_FILE, ["shape_coords", "shape_feats"])
@@ -114,6 +124,14 @@ class TrainingDataset(torch.utils.data.Dataset):
             raise InputError(f"{entry.dir / CONDITIONS_FILE}: hdit has {hdit.shape[0]} variants, the index lists "
                              f"{len(entry.prompts)} prompts")
         return TrainingSample(entry.id, latent, coords, conditions[self.dino_name].float(), hdit, slot)
+
+    def _encode(self, index: int) -> torch.Tensor:
+        """(C, r, r, r) posterior mean of the sample's occupancy under `ss_encoder`."""
+        if index not in self._encoded:
+            with torch.no_grad():
+                grid = dense_occupancy(self.occupancy(index))
+                self._encoded[index] = self.ss_encoder(grid).mean[0].float().contiguous()
+        return self._encoded[index]
 
     def occupancy(self, index: int) -> torch.Tensor:
         """(M, 3) int32 occupied voxels of the sample's 64^3 sparse structure (ground truth for previews)."""
