@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 from . import metadata
 from .config import Know3dConfig
-from .errors import EXIT_BATCH_FAILURES, EXIT_INTERRUPTED, EXIT_OK, EXIT_RUNTIME, Know3dError, WriteFailure
+from .errors import Know3dError, WriteFailure, run_exit_code
 from .io import ensure_writable_dir
 from .manifest import ManifestRow, read_manifest
 from .outputs import AssetLock, ResultsLog, clean_stale
@@ -40,11 +40,7 @@ class BatchSummary:
 
     @property
     def exit_code(self) -> int:
-        if self.interrupted:
-            return EXIT_INTERRUPTED
-        if self.stopped is not None:
-            return EXIT_RUNTIME
-        return EXIT_BATCH_FAILURES if self.failed else EXIT_OK
+        return run_exit_code(failed=self.failed, interrupted=self.interrupted, stopped=self.stopped)
 
     def event(self, results: Path) -> dict[str, Any]:
         return {"event": "summary", "total": self.total, "ok": self.ok, "failed": self.failed,

@@ -381,6 +381,64 @@ def train_editor_lora(overrides: OverridesArg = None, quiet: QuietOpt = False, d
     run(_load(list(overrides or [])), emit=emit)
 
 
+# ------------------------------------------------------------------------------------ data
+DATA_EXAMPLES = """
+Examples:
+
+  know3d data build assets/ --out data/know3d
+
+  know3d data build assets.csv --out data/know3d data.ovoxel.resolution=512 data.prompts.variants=8
+
+  know3d data build 'objaverse/**/*.glb' --out /shared/know3d --shard $SLURM_ARRAY_TASK_ID/64
+
+  know3d data inspect data/know3d
+"""
+
+data_app = typer.Typer(no_args_is_help=True, epilog=DATA_EXAMPLES,
+                       help="Build and inspect Know3D training datasets from 3D assets.")
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("build", epilog=DATA_EXAMPLES)
+@_interruptible
+def data_build(
+    assets: Annotated[str, typer.Argument(help="A folder, a quoted glob, or a CSV (columns asset, id, caption) of "
+                                               "GLB/glTF/OBJ/PLY files.", show_default=False)],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Dataset folder (shards may share it).")],
+    overrides: OverridesArg = None,
+    shard: Annotated[Optional[str], typer.Option("--shard", help="Build only shard i of n (i/n, from 0), split by "
+                                                 "sample id.")] = None,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Latents, renders and cached conditions of every asset; finished samples are skipped."""
+    _setup(quiet, debug)
+    from .data.build import run_build
+    from .shard import parse_shard
+
+    part = parse_shard(shard)
+    cfg = _load(list(overrides or []))
+    with Progress(enabled=not quiet) as progress:
+        summary = run_build(assets, out, cfg, part, emit=partial(emit, progress=progress), progress=progress,
+                            debug=debug)
+    raise typer.Exit(summary.exit_code)
+
+
+@data_app.command("inspect")
+def data_inspect(
+    dataset: Annotated[Path, typer.Argument(help="A dataset folder written by `know3d data build`.",
+                                            show_default=False)],
+    sheet: Annotated[Optional[Path], typer.Option("--sheet", help="Contact sheet PNG (default: "
+                                                  "DATASET/contact_sheet.png).")] = None,
+    samples: Annotated[int, typer.Option("--samples", min=0, help="Samples shown on the contact sheet.")] = 8,
+) -> None:
+    """One JSON object: counts, sizes, failures; and a contact sheet (front, back, occupancy from behind)."""
+    _setup(True, False)
+    from .data.inspect import inspect_dataset
+
+    emit(inspect_dataset(dataset, sheet, samples))
+
+
 # ------------------------------------------------------------------------------------ doctor, config
 @app.command()
 def doctor(out: OutOpt = Path("outputs"), overrides: OverridesArg = None) -> None:

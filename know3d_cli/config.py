@@ -109,6 +109,14 @@ class Shading(Choice):
     flat = "flat"  # unlit base colour
 
 
+class TextSource(Choice):
+    """Where `know3d data build` takes a sample's back parts from (`data.text.source`)."""
+
+    auto = "auto"  # the CSV caption cell, else Qwen2.5-VL on the front and back renders
+    caption = "caption"  # the CSV caption cell only
+    none = "none"  # no back parts: every prompt variant is P_view alone
+
+
 # ------------------------------------------------------------------------------------ models
 @dataclass
 class ModelSpec:
@@ -231,10 +239,28 @@ class ViewsConfig:
 
 
 @dataclass
+class TextConfig:
+    source: TextSource = TextSource.auto  # auto (CSV caption, else Qwen2.5-VL on renders) | caption (CSV only) | none
+    separator: str = ";"  # separates the back parts in a CSV caption cell
+
+
+@dataclass
+class PromptsConfig:
+    variants: int = 4  # K: prompt variants per sample, each with its own cached H_DiT
+    p_empty: float = 0.1  # probability that a variant after the first is P_view alone
+
+
+@dataclass
 class DataConfig:
     asset: AssetConfig = field(default_factory=AssetConfig)  # what assets are accepted
     ovoxel: OVoxelConfig = field(default_factory=OVoxelConfig)  # mesh -> O-Voxel conversion
     views: ViewsConfig = field(default_factory=ViewsConfig)  # front/back renders of each sample
+    seed: int = 0  # with a sample's id, seeds its view angles, prompt variants and editor noise
+    quantize: bool = True  # round dual vertices and PBR attributes to 8 bits before encoding (upstream's storage)
+    dino_resolutions: list[int] = field(default_factory=lambda: [512, 1024])  # DINOv3 sides cached (512 required)
+    group_size: int = 8  # assets taken through each model phase together (one move to the GPU per model and group)
+    text: TextConfig = field(default_factory=TextConfig)  # where the back parts come from
+    prompts: PromptsConfig = field(default_factory=PromptsConfig)  # the K editor prompts per sample
 
 
 @dataclass
@@ -321,6 +347,9 @@ def validate(cfg: Know3dConfig) -> None:
         ("mllm.max_new_tokens", cfg.mllm.max_new_tokens, 1, 100_000),
         ("mllm.image_side", cfg.mllm.image_side, 16, 16384),
         ("editor.true_cfg_scale", cfg.editor.true_cfg_scale, 0.0, 1000.0),
+        ("data.prompts.variants", cfg.data.prompts.variants, 1, 64),
+        ("data.prompts.p_empty", cfg.data.prompts.p_empty, 0.0, 1.0),
+        ("data.group_size", cfg.data.group_size, 1, 100_000),
     ]
     if cfg.editor.condition_area is not None:
         ranges.append(("editor.condition_area", cfg.editor.condition_area, 256, 10**9))
@@ -341,6 +370,11 @@ def validate(cfg: Know3dConfig) -> None:
                       ("data.views.elevation_range", cfg.data.views.elevation_range)):
         if len(pair) != 2 or pair[0] > pair[1]:
             raise ConfigError(f"invalid value {list(pair)!r} for {key}; expected [low, high] with low <= high")
+    dino = cfg.data.dino_resolutions
+    if 512 not in dino or not set(dino) <= {512, 1024} or len(set(dino)) != len(dino):
+        raise ConfigError(f"invalid value {list(dino)!r} for data.dino_resolutions; expected [512] or [512, 1024]")
+    if not cfg.data.text.separator:
+        raise ConfigError("invalid value '' for data.text.separator; expected a non-empty string such as ';'")
     if not 0.0 < cfg.data.asset.min_extent < cfg.data.asset.max_extent:
         raise ConfigError("invalid data.asset extents; expected 0 < data.asset.min_extent < data.asset.max_extent")
     if not _DEVICE.fullmatch(cfg.runtime.device):
@@ -408,7 +442,7 @@ def _invalid_choice(exc: BaseException) -> str | None:
 __all__ = [
     "MAX_SEED", "AdapterConfig", "AlphaMode", "AssetConfig", "Background", "DataConfig", "EditorConfig",
     "EditorPipelineKind", "ExportConfig", "ExportFormat", "Know3dConfig", "MllmConfig", "Mode", "ModelSpec",
-    "ModelsConfig", "OVoxelConfig", "PreprocessConfig", "Preview", "RuntimeConfig", "RuntimeDtype", "Shading",
-    "TapConfig", "TapTokens", "TextureFormat", "ViewsConfig", "config_dir", "load_config", "to_container", "to_yaml",
-    "validate",
+    "ModelsConfig", "OVoxelConfig", "PreprocessConfig", "Preview", "PromptsConfig", "RuntimeConfig", "RuntimeDtype",
+    "Shading", "TapConfig", "TapTokens", "TextConfig", "TextSource", "TextureFormat", "ViewsConfig", "config_dir",
+    "load_config", "to_container", "to_yaml", "validate",
 ]

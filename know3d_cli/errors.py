@@ -24,6 +24,16 @@ EXIT_RUNTIME = 4
 EXIT_INTERRUPTED = 130
 
 
+def run_exit_code(*, failed: int, interrupted: bool, stopped: str | None) -> int:
+    """The exit code of a command that runs many items (`batch`, `data build`): 130 when interrupted, 4 when it
+    stopped early (e.g. the disk is full), 1 when some items failed, else 0."""
+    if interrupted:
+        return EXIT_INTERRUPTED
+    if stopped is not None:
+        return EXIT_RUNTIME
+    return EXIT_BATCH_FAILURES if failed else EXIT_OK
+
+
 class Know3dError(Exception):
     """Base class: a message that says what failed, which value, and the fix."""
 

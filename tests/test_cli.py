@@ -36,6 +36,19 @@ def test_invalid_override_value_is_usage_error(run_cli, tmp_path):
         assert needle in _one_error_line(res.stderr)
 
 
+def test_invalid_data_settings_are_usage_errors(run_cli, tmp_path):
+    for override, needle in [("data.dino_resolutions=[1024]", "data.dino_resolutions"),
+                             ("data.dino_resolutions=[512,768]", "data.dino_resolutions"),
+                             ("data.prompts.p_empty=1.5", "data.prompts.p_empty"),
+                             ("data.prompts.variants=0", "data.prompts.variants"),
+                             ("data.text.source=gpt", "data.text.source"),
+                             ("data.text.separator=''", "data.text.separator"),
+                             ("data.group_size=0", "data.group_size")]:
+        res = run_cli("data", "build", tmp_path, "--out", tmp_path / "out", override)
+        assert res.code == EXIT_USAGE, override
+        assert needle in _one_error_line(res.stderr)
+
+
 def test_know3d_mode_without_adapter_is_missing_model(run_cli, tmp_path):
     res = run_cli("generate", tmp_path / "x.png", "--mode", "know3d", "--out", tmp_path / "out")
     assert res.code == EXIT_MISSING

@@ -35,7 +35,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("foundation", {"__init__", "errors", "choices", "geometry"}),
     ("library", {"trellis2"}),
     ("infrastructure", {"config", "train_config", "runtime", "timing", "io", "outputs", "metadata", "manifest",
-                        "progress", "hub", "render"}),
+                        "progress", "hub", "render", "shard"}),
     ("stages", {"preprocess", "mllm", "editor", "export"}),
     ("tools", {"tiny", "data"}),
     ("wiring", {"pipeline", "batch", "demo", "doctor", "train"}),

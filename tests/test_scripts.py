@@ -72,3 +72,32 @@ def test_bench_ovoxel_and_bench_render_smoke(tmp_path):
     assert run.returncode == 0, run.stderr
     report = json.loads(out.read_text())
     assert report["faces"] >= 1900 and report["results"]["turntable_2_s"] > 0 and report["opengl"]
+
+
+def test_bench_data_build_smoke_in_both_modes(tmp_path, tiny_root, monkeypatch, one_thread):
+    import importlib
+
+    monkeypatch.syspath_prepend(str(SCRIPT.parent))  # in-process: the script imports its sibling bench modules
+    bench = importlib.import_module("bench_data_build")
+    out = tmp_path / "cpu.json"
+    monkeypatch.setattr(sys, "argv", ["bench_data_build.py", "--smoke", "--tiny-root", str(tiny_root), "--json",
+                                      str(out)])
+    bench.main()
+    report = json.loads(out.read_text())
+    steps = report["step_seconds"]
+    assert set(steps) == {"asset", "ovoxel", "encoders", "render", "dinov3", "mllm", "editor"}
+    assert steps["ovoxel"] > 0 and steps["encoders"] > 0 and steps["editor"] > 0
+    assert report["dominant"] == max(steps, key=steps.get) and abs(sum(report["step_share"].values()) - 1) < 0.01
+    assert report["voxels"] > report["shape_tokens"] > 0 and report["mode"] == "cpu"
+    out = tmp_path / "gpu.json"
+    monkeypatch.setattr(sys, "argv", ["bench_data_build.py", "--gpu", "--smoke", "--device", "cpu", "--json",
+                                      str(out)])
+    bench.main()
+    report = json.loads(out.read_text())
+    results = report["results"]
+    assert results["hdit_per_variant"]["forwards"] == 21  # default tap: step 10 of 40 with true CFG, preview=none
+    assert results["hdit_per_variant"]["seconds"] == results["editor_forward"]["seconds"] * 21
+    assert results["shape_encoder_512"]["voxels"] > results["shape_encoder_512"]["latent_tokens"] > 0
+    parts = sum(results[f"{k}_encoder_512"]["seconds"] for k in ("shape", "tex", "ss")) + \
+        results["dinov3_512"]["seconds"] + results["dinov3_1024"]["seconds"] + 2 * results["hdit_per_variant"]["seconds"]
+    assert report["per_asset_seconds"]["512"] == parts > 0

@@ -39,6 +39,13 @@ def draw_view_angles(rng: np.random.Generator, cfg: ViewsConfig) -> tuple[float,
     return float(rng.uniform(*cfg.azimuth_range)), float(rng.uniform(*cfg.elevation_range))
 
 
+def occupancy_azimuth(view_azimuth: float) -> float:
+    """The azimuth of `render.occupancy` pictures (TRELLIS.2 frame: camera on (sin a, cos a, 0)) that looks from the
+    same side as a render camera at `view_azimuth` (glTF frame: camera on (sin a, 0, cos a), i.e. TRELLIS.2's
+    (sin a, -cos a, 0))."""
+    return (180.0 - view_azimuth) % 360.0
+
+
 def render_view_pair(asset: Asset, azimuth: float, elevation: float, views: ViewsConfig,
                      preprocess: PreprocessConfig) -> ViewPair:
     """Render the front and back of `asset` and crop both as inference does.
@@ -100,4 +107,4 @@ def _image(pixels: np.ndarray | None) -> Image.Image | None:
     return None if pixels is None else Image.fromarray(pixels)
 
 
-__all__ = ["ViewPair", "asset_scene", "draw_view_angles", "render_view_pair"]
+__all__ = ["ViewPair", "asset_scene", "draw_view_angles", "occupancy_azimuth", "render_view_pair"]

@@ -1,5 +1,8 @@
 """Qwen2.5-VL reads the front photo and the user's hint and writes a part-level description of the back.
 
+`describe` serves generation (`mllm.expand`); `describe_views` serves training data: the same model, chat format,
+decoding and parser, shown the front and back renders of an asset, lists the parts of its back.
+
 Greedy decoding, answer requested as JSON; an answer that does not parse never fails the run: the plain answer is
 used if it reads like prose, otherwise the user's hint, and a warning is logged and recorded.
 """
@@ -28,6 +31,16 @@ SYSTEM_PROMPT = (
     'JSON only, in this form: {"parts": [{"part": "...", "description": "..."}], '
     '"summary": "one sentence describing the back view"}'
 )
+# Training data (`know3d data build`): the back is seen, so the model lists what it shows instead of imagining it.
+VIEWS_SYSTEM_PROMPT = (
+    "You describe the back side of an object for a 3D artist. You see two renders of the same object: first its "
+    "front, then its back (the camera turned 180 degrees around it). Describe what the back view shows part by "
+    "part: shape, material, colour and attachments such as straps, zips, pockets, handles or labels, in particular "
+    "the parts the front view does not show. Answer with "
+    'JSON only, in this form: {"parts": [{"part": "...", "description": "..."}], '
+    '"summary": "one sentence describing the back view"}'
+)
+VIEWS_REQUEST = "The first image is the front view, the second the back view. Describe the back."
 
 
 @dataclass(frozen=True)
@@ -61,6 +74,11 @@ def _looks_like_prose(text: str) -> bool:
     return letters >= 0.8 * len(text) and len(text.split()) >= 3
 
 
+def part_sentence(part: str, description: str = "") -> str:
+    """One back part as the editor text writes it: `"Part: description."` (or `"Part."`)."""
+    return f"{part}: {description.rstrip('.')}." if description else f"{part.rstrip('.')}."
+
+
 def parse_description(raw: str, user_text: str) -> BackViewExpansion:
     """Turn the model's answer into the editor text (see the module docstring for the fallbacks)."""
     for obj in _json_objects(raw):
@@ -71,7 +89,7 @@ def parse_description(raw: str, user_text: str) -> BackViewExpansion:
         summary = obj.get("summary")
         summary = summary.strip() if isinstance(summary, str) else ""
         pieces = [summary.rstrip(".") + "."] if summary else []
-        pieces += [f"{part}: {desc.rstrip('.')}." if desc else f"{part}." for part, desc in parts]
+        pieces += [part_sentence(part, desc) for part, desc in parts]
         if pieces:
             return BackViewExpansion(" ".join(pieces), raw, tuple(parts), ())
     answer = " ".join(raw.split())
@@ -79,7 +97,8 @@ def parse_description(raw: str, user_text: str) -> BackViewExpansion:
         msg = "the MLLM answer is not the requested JSON; using it as plain text"
         logger.warning(msg)
         return BackViewExpansion(answer, raw, (), (msg,))
-    msg = "the MLLM answer is unreadable (not JSON, not prose); using the --back text instead"
+    fallback = "using the --back text instead" if user_text.strip() else "no back text is used"
+    msg = f"the MLLM answer is unreadable (not JSON, not prose); {fallback}"
     logger.warning("%s: %r", msg, raw[:80])
     return BackViewExpansion(None, raw, (), (msg,))
 
@@ -122,7 +141,10 @@ class BackViewExpander:
 
     def _inputs(self, image: Image.Image, user_text: str):
         """Tokenised chat with the image; includes `mm_token_type_ids` (needed for correct 3-D MRoPE)."""
-        messages = self.messages(image, user_text)
+        return self._chat_inputs(self.messages(image, user_text), [image])
+
+    def _chat_inputs(self, messages: list[dict], images: list[Image.Image]):
+        """Tokenised `messages`, whose image entries are `images` in order."""
         if self.processor.chat_template is not None:
             return self.processor.apply_chat_template(
                 messages, tokenize=True, add_generation_prompt=True, return_dict=True, return_tensors="pt"
@@ -135,21 +157,45 @@ class BackViewExpander:
             + "<|im_end|>\n"
             for m in messages
         ) + "<|im_start|>assistant\n"
-        return self.processor(text=[text], images=[image], return_tensors="pt")
+        return self.processor(text=[text], images=images, return_tensors="pt")
 
-    @torch.no_grad()
-    def describe(self, image: Image.Image, user_text: str) -> BackViewExpansion:
-        """Greedy answer for the photo and hint, parsed into the editor text."""
+    def _shown(self, image: Image.Image) -> Image.Image:
+        """RGB, longest side `cfg.image_side` (LANCZOS)."""
         image = image.convert("RGB")
         scale = self.cfg.image_side / max(image.size)
         size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
-        image = image.resize(size, Image.LANCZOS)
-        inputs = self._inputs(image, user_text).to(self.model.device)
+        return image.resize(size, Image.LANCZOS)
+
+    def _answer(self, inputs) -> str:
+        """Greedy answer to tokenised chat `inputs`, decoded without special tokens."""
+        inputs = inputs.to(self.model.device)
         out = self.model.generate(**inputs, max_new_tokens=self.cfg.max_new_tokens, do_sample=False)
         new_tokens = out[:, inputs["input_ids"].shape[1]:]
         raw = self.processor.batch_decode(new_tokens, skip_special_tokens=True)[0]
         logger.debug("MLLM answer: %r", raw)
-        return parse_description(raw, user_text)
+        return raw
+
+    @torch.no_grad()
+    def describe(self, image: Image.Image, user_text: str) -> BackViewExpansion:
+        """Greedy answer for the photo and hint, parsed into the editor text."""
+        return parse_description(self._answer(self._inputs(self._shown(image), user_text)), user_text)
+
+    def view_messages(self, front: Image.Image, back: Image.Image) -> list[dict]:
+        return [
+            {"role": "system", "content": [{"type": "text", "text": VIEWS_SYSTEM_PROMPT}]},
+            {"role": "user", "content": [{"type": "image", "image": front}, {"type": "image", "image": back},
+                                         {"type": "text", "text": VIEWS_REQUEST}]},
+        ]
+
+    @torch.no_grad()
+    def describe_views(self, front: Image.Image, back: Image.Image) -> BackViewExpansion:
+        """Part-level description of the back from renders of both sides (training captions; `parts` holds the
+        parsed (part, description) pairs, empty when the answer is not the requested JSON)."""
+        images = [self._shown(front), self._shown(back)]
+        return parse_description(self._answer(self._chat_inputs(self.view_messages(*images), images)), "")
 
 
-__all__ = ["SYSTEM_PROMPT", "BackViewExpander", "BackViewExpansion", "parse_description"]
+__all__ = [
+    "SYSTEM_PROMPT", "VIEWS_REQUEST", "VIEWS_SYSTEM_PROMPT", "BackViewExpander", "BackViewExpansion",
+    "parse_description", "part_sentence",
+]

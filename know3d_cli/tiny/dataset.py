@@ -1,6 +1,7 @@
 """A synthetic training dataset in the layout of `know3d_cli/data/schema.py`, made with the tiny models.
 
-For tests and the CPU training benchmark until `know3d data build` exists. Shapes are the real ones for the tiny
+For tests and the CPU training benchmark (`know3d data build` makes real ones); written by the same
+`DatasetWriter`, so both follow one layout. Shapes are the real ones for the tiny
 models: the 8 x 16^3 sparse-structure latent; the occupancy is the tiny sparse-structure decoder's output for that
 latent (so validation previews compare like with like); shape coordinates are the occupancy pooled to the latent
 grid of `shape_resolution`; features, DINOv3 tokens and editor hidden states are random with the statistics of the
@@ -11,10 +12,7 @@ from the front, and from behind with a part (a handle) that only the back shows.
 from __future__ import annotations
 
 import hashlib
-import io
-import json
 import logging
-import os
 import shutil
 from pathlib import Path
 
@@ -22,9 +20,10 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
-from ..data.schema import CONDITIONS_FILE, DATASET_FILE, LATENTS_FILE, SAMPLE_FILE, SCHEMA_VERSION
-from ..io import atomic_write
+from ..data.schema import SCHEMA_VERSION
+from ..data.writer import DatasetWriter, Sample
 from ..mllm.prompt import P_VIEW
+from ..shard import ALL
 from ..trellis2.checkpoint import Precision, load_model
 from .dinov3 import TINY_DINOV3_HIDDEN, TINY_DINOV3_REGISTERS
 from .editor import TINY_EDITOR_HIDDEN
@@ -68,8 +67,6 @@ def write_synthetic_dataset(
     Returns:
         `path`.
     """
-    from safetensors.torch import save
-
     if shape_resolution not in (512, 1024):
         raise ValueError(f"shape_resolution must be 512 or 1024, got {shape_resolution}")
     path = Path(path)
@@ -78,7 +75,9 @@ def write_synthetic_dataset(
     decoder = load_model(Path(tiny_root) / SS_DECODER_DIR / "ckpts" / SS_DECODER_NAME, precision=Precision.fp32)
     norms = {name: RELEASED_PIPELINE_ARGS[f"{name}_slat_normalization"] for name in ("shape", "tex")}
     generator = torch.Generator().manual_seed(seed)
-    index_lines = []
+    info = {"schema_version": SCHEMA_VERSION, "shape_resolution": shape_resolution, "synthetic": True,
+            "models": {"tiny_root": str(tiny_root)}, "settings": {"seed": seed, "variants": variants}}
+    writer = DatasetWriter(path, ALL, info)
     for i in range(num_samples):
         sample_id = f"synthetic-{i:04d}"
         ss_latent = torch.randn(8, 16, 16, 16, generator=generator)
@@ -110,22 +109,10 @@ def write_synthetic_dataset(
         part = _PARTS[i % len(_PARTS)]
         prompts = [f"{P_VIEW} {part}", P_VIEW][:variants] + [f"{P_VIEW} {part}, seen from behind"] * (variants - 2)
         colour = tuple(int(c) for c in torch.randint(40, 220, (3,), generator=generator))
-        files = {
-            LATENTS_FILE: save(latents),
-            CONDITIONS_FILE: save(conditions),
-            "front.png": _render(colour, None),
-            "back.png": _render(colour, part),
-            SAMPLE_FILE: json.dumps({"id": sample_id, "source": f"synthetic://{i}", "camera": {"azimuth_deg": 0.0},
-                                     "caption_parts": [part], "prompts": prompts,
-                                     "counts": {"M": len(latents["occupancy"]), "N": len(shape_coords)}}).encode(),
-        }
-        _write_sample(path / "samples" / sample_id, files)
-        index_lines.append({"id": sample_id, "dir": f"samples/{sample_id}", "source": f"synthetic://{i}",
-                            "sha256": hashlib.sha256(files[LATENTS_FILE]).hexdigest(), "prompts": prompts})
-    atomic_write(path / "index" / "shard-00000.jsonl", "".join(json.dumps(line) + "\n" for line in index_lines).encode())
-    info = {"schema_version": SCHEMA_VERSION, "shape_resolution": shape_resolution, "synthetic": True,
-            "models": {"tiny_root": str(tiny_root)}, "settings": {"seed": seed, "variants": variants}}
-    atomic_write(path / DATASET_FILE, (json.dumps(info, indent=2) + "\n").encode())
+        source = f"synthetic://{i}"
+        writer.write(Sample(sample_id, source, hashlib.sha256(source.encode()).hexdigest(), latents, conditions,
+                            _render(colour, None), _render(colour, part), tuple(prompts),
+                            {"camera": {"azimuth_deg": 0.0}, "caption_parts": [part]}))
     logger.debug("wrote %d synthetic samples to %s", num_samples, path)
     return path
 
@@ -136,26 +123,14 @@ def _denormalised(count: int, norm: dict, generator: torch.Generator) -> torch.T
         norm["mean"])
 
 
-def _render(colour: tuple[int, int, int], part: str | None) -> bytes:
+def _render(colour: tuple[int, int, int], part: str | None) -> Image.Image:
     """A 64 x 64 RGBA picture of a rounded body; from behind, with the named part drawn on it."""
     image = Image.new("RGBA", (IMAGE_SIDE, IMAGE_SIDE), (0, 0, 0, 0))
     draw = ImageDraw.Draw(image)
     draw.rounded_rectangle([16, 12, 48, 56], radius=6, fill=(*colour, 255))
     if part is not None:
         draw.ellipse([26, 22, 38, 40], outline=(255 - colour[0], 255 - colour[1], 255 - colour[2], 255), width=3)
-    buf = io.BytesIO()
-    image.save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def _write_sample(folder: Path, files: dict[str, bytes]) -> None:
-    """Write every file into a temporary sibling folder, then rename it into place (a sample appears whole)."""
-    tmp = folder.with_name(f".{folder.name}.tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    for name, data in files.items():
-        atomic_write(tmp / name, data)
-    os.replace(tmp, folder)
+    return image
 
 
 __all__ = ["IMAGE_SIDE", "TINY_EDITOR_GRID", "dino_tokens", "write_synthetic_dataset"]

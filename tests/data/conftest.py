@@ -57,3 +57,31 @@ def write_asset(tmp_path):
         return path
 
     return write
+
+
+def _textured(mesh: trimesh.Trimesh, colour: tuple[int, int, int]) -> trimesh.Trimesh:
+    """`mesh` with a striped base-colour texture (white stripes on `colour`), UVs from its x and z."""
+    texture = np.zeros((16, 16, 4), np.uint8)
+    texture[...] = (*colour, 255)
+    texture[::4, :, :3] = 255
+    xz = mesh.vertices[:, [0, 2]]
+    uv = (xz - xz.min(axis=0)) / np.ptp(xz, axis=0).clip(1e-6)
+    mesh.visual = trimesh.visual.TextureVisuals(uv=uv, material=PBRMaterial(baseColorTexture=Image.fromarray(texture)))
+    return mesh
+
+
+def build_assets(folder: Path) -> dict[str, Path]:
+    """Three small textured assets (thin, so their O-Voxels at 512 are small and fast): a rod (GLB), a ring (OBJ with
+    its .mtl and texture) and a hook, a post with an arm on one side (GLB)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rod = _textured(trimesh.creation.cylinder(0.04, 1.0, sections=16), (200, 40, 40))
+    ring = _textured(trimesh.creation.torus(0.4, 0.02, major_sections=48, minor_sections=8), (40, 200, 40))
+    post = trimesh.creation.cylinder(0.03, 0.9, sections=12)
+    arm = trimesh.creation.cylinder(0.025, 0.4, sections=12)
+    arm.apply_transform(trimesh.transformations.rotation_matrix(np.pi / 2, (1, 0, 0)))
+    arm.apply_translation((0.0, -0.2, 0.3))
+    hook = _textured(trimesh.util.concatenate([post, arm]), (40, 40, 200))
+    paths = {"rod": folder / "rod.glb", "ring": folder / "ring.obj", "hook": folder / "hook.glb"}
+    for name, mesh in (("rod", rod), ("ring", ring), ("hook", hook)):
+        mesh.export(paths[name])
+    return paths

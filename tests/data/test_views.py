@@ -85,3 +85,33 @@ def test_views_render_textures(tmp_path):
     centre = np.asarray(pair.front)[pair.front.size[1] // 2, pair.front.size[0] // 2]
     np.testing.assert_array_equal(centre, [255, 0, 0, 255])
     assert isinstance(pair.back, Image.Image)
+
+
+@pytest.mark.parametrize("azimuth", [0.0, 30.0, 200.0])
+def test_occupancy_pictures_look_from_the_side_of_the_render_camera(tmp_path, azimuth):
+    """An L (a post and an arm to one side): the back render and the occupancy picture at `occupancy_azimuth` of the
+    back camera show the arm on the same side."""
+    import trimesh
+
+    from know3d_cli.config import OVoxelConfig
+    from know3d_cli.data import asset_to_ovoxel, occupancy_azimuth
+    from know3d_cli.render import depth_image
+
+    post = trimesh.creation.box((0.2, 0.2, 1.0))
+    arm = trimesh.creation.box((0.6, 0.2, 0.2))
+    arm.apply_translation((0.4, 0.0, 0.4))
+    path = tmp_path / "ell.ply"  # PLY: the TRELLIS.2 (Z-up) frame as written
+    trimesh.util.concatenate([post, arm]).export(path)
+    asset = load_asset(path, AssetConfig())
+    pair = render_view_pair(asset, azimuth, 0.0, ViewsConfig(size=128, fov=20.0), PreprocessConfig())
+    occupancy = asset_to_ovoxel(asset, OVoxelConfig(resolution=64)).coords.numpy()
+    picture = depth_image(occupancy, 64, occupancy_azimuth(azimuth + 180.0))
+
+    def lean(mask: np.ndarray) -> float:
+        """Where the mass sits horizontally, relative to the middle of the silhouette's extent (-: left)."""
+        columns = np.nonzero(mask)[1]
+        return columns.mean() - (columns.min() + columns.max()) / 2
+
+    render_lean = lean(np.asarray(pair.back)[..., 3] > 0)
+    voxel_lean = lean(np.asarray(picture) > 0)
+    assert abs(render_lean) > 1 and np.sign(render_lean) == np.sign(voxel_lean)

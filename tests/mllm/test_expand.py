@@ -12,7 +12,14 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from know3d_cli.config import MllmConfig  # noqa: E402
 from know3d_cli.errors import ModelMissingError  # noqa: E402
-from know3d_cli.mllm import BackViewExpander, BackViewExpansion, build_back_prompt, parse_description  # noqa: E402
+from know3d_cli.mllm import (  # noqa: E402
+    VIEWS_SYSTEM_PROMPT,
+    BackViewExpander,
+    BackViewExpansion,
+    build_back_prompt,
+    parse_description,
+    part_sentence,
+)
 from know3d_cli.runtime import Runtime  # noqa: E402
 from know3d_cli.tiny.mllm import write_tiny_mllm  # noqa: E402
 
@@ -87,3 +94,26 @@ def test_parse_prose_answer_is_used_with_a_warning():
 def test_parse_garbage_falls_back_to_the_hint(raw):
     result = parse_description(raw, "a zip")
     assert result.text is None and len(result.warnings) == 1
+
+
+def test_describe_views_shows_both_renders(expander, monkeypatch):
+    front, back = Image.new("RGB", (120, 120), (200, 10, 10)), Image.new("RGB", (120, 60), (10, 10, 200))
+    inputs = expander._chat_inputs(expander.view_messages(front, back), [front, back])
+    assert inputs["image_grid_thw"].shape[0] == 2  # two images in one chat
+    assert int(inputs["mm_token_type_ids"].sum()) == int(inputs["image_grid_thw"].prod(dim=1).sum() // 4)
+    seen = []
+    original = expander._chat_inputs
+    monkeypatch.setattr(expander, "_chat_inputs",
+                        lambda messages, images: seen.append([m["content"][0]["text"][:30] for m in messages[:1]]
+                                                             + [im.size for im in images]) or original(messages,
+                                                                                                       images))
+    result = expander.describe_views(front, back)
+    assert seen == [[VIEWS_SYSTEM_PROMPT[:30], (56, 56), (56, 28)]]
+    assert isinstance(result, BackViewExpansion) and result.raw  # random weights: some answer
+    assert result == expander.describe_views(front, back)  # greedy
+
+
+def test_part_sentences_and_the_unreadable_answer_without_a_hint():
+    assert part_sentence("Pocket", "a zipped pocket.") == "Pocket: a zipped pocket."
+    assert part_sentence("a round handle") == part_sentence("a round handle.") == "a round handle."
+    assert "no back text is used" in parse_description("@@@", "").warnings[0]

@@ -75,7 +75,8 @@ def test_broken_index_lines_are_input_errors(train_data, tmp_path, line, message
 def test_duplicate_ids_and_wrong_schema_version(train_data, tmp_path):
     copy = tmp_path / "data"
     shutil.copytree(train_data, copy)
-    shutil.copy(copy / "index" / "shard-00000.jsonl", copy / "index" / "shard-00001.jsonl")
+    (index,) = (copy / "index").glob("*.jsonl")
+    shutil.copy(index, copy / "index" / "another-shard.jsonl")
     with pytest.raises(InputError, match="duplicate sample id"):
         TrainingDataset(copy, TrainStage.ss)
     info = json.loads((copy / DATASET_FILE).read_text())
