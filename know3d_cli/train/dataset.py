@@ -82,6 +82,9 @@ class TrainingDataset(torch.utils.data.Dataset):
         self.need_hdit = need_hdit
         self.dino_name = DINO_TENSORS[stage]
         info = _read_info(self.root)
+        if stage in SHAPE_RESOLUTIONS and info["shape_resolution"] is None:
+            raise InputError(f"{self.root / DATASET_FILE}: an SS-only dataset (built with data.latents=ss) has no "
+                             f"shape latents for train.stage={stage.value}; build it with data.latents=all")
         if stage in SHAPE_RESOLUTIONS and info["shape_resolution"] != SHAPE_RESOLUTIONS[stage]:
             raise InputError(f"{self.root / DATASET_FILE}: shape latents are at {info['shape_resolution']}, "
                              f"train.stage={stage.value} needs {SHAPE_RESOLUTIONS[stage]}; build the dataset at that "
@@ -144,8 +147,8 @@ def _read_info(root: Path) -> dict[str, Any]:
                                   "`know3d data build`)")
     if info.get("schema_version") != SCHEMA_VERSION:
         raise InputError(f"{path}: schema_version {info.get('schema_version')!r}, this know3d reads {SCHEMA_VERSION}")
-    if info.get("shape_resolution") not in (512, 1024):
-        raise InputError(f"{path}: shape_resolution must be 512 or 1024, got {info.get('shape_resolution')!r}")
+    if info.get("shape_resolution") not in (512, 1024, None):
+        raise InputError(f"{path}: shape_resolution must be 512, 1024 or null, got {info.get('shape_resolution')!r}")
     return info
 
 
