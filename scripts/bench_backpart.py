@@ -28,6 +28,7 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import hashlib
 import io
 import json
 import logging
@@ -70,16 +71,18 @@ def main() -> None:
     parser.add_argument("--ship", action="store_true", help="copy the trained set into know3d_cli/tiny/trained/")
     parser.add_argument("--ablation", action="append", default=[], metavar="NAME=OVERRIDES",
                         help="retrain the adapter with these space-separated overrides and score know3d")
+    parser.add_argument("--signal", action="store_true",
+                        help="only measure how much H_DiT depends on the back text, per tap block / step / tokens")
     parser.add_argument("--json", type=Path, help="also write the report here")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     torch.set_num_threads(args.threads)
-    report = run(args)
+    report = hdit_signal(args.work) if args.signal else run(args)
     text = json.dumps(report, indent=2)
     (args.work / "report.json").write_text(text)
     if args.json:
         args.json.write_text(text)
-    logger.info("%s", json.dumps(report["table"], indent=2))
+    logger.info("%s", json.dumps(report.get("table", report), indent=2))
 
 
 def run(args) -> dict:
@@ -286,6 +289,44 @@ def figure(work: Path, specs, dataset: Path, truth: dict, scores: list) -> Path:
     return path
 
 
+def hdit_signal(work: Path, seeds: int = 3) -> dict:
+    """How much of H_DiT is the back text: for one front view of the family, the tapped states of every caption
+    under `seeds` editor noises; per tap setting, the variance across captions (of the per-caption means) against the
+    variance across noises, and bf16's rounding step at the states' scale (the dataset stores H_DiT in bf16)."""
+    from know3d_cli.config import load_config
+    from know3d_cli.data.procedural import CAPTIONS, AssetSpec, write_family
+    from know3d_cli.editor import imagine_back, load_editor
+    from know3d_cli.mllm import build_back_prompt
+    from know3d_cli.runtime import resolve_runtime
+    from know3d_cli.tiny import build_tiny_models
+
+    tiny = build_tiny_models(work / "tiny")
+    manifest = write_family([AssetSpec("cylinder", "tall", "none", 0)], work / "assets" / "signal")
+    from know3d_cli.data import load_asset, render_view_pair
+
+    cfg = load_config([*SHARED, f"models.tiny_root={tiny}", *DATA])
+    asset = load_asset(manifest.parent / "cylinder-tall-none-c0.glb", cfg.data.asset)
+    front = render_view_pair(asset, 0.0, 5.0, cfg.data.views, cfg.preprocess).front_image
+    captions = [CAPTIONS[p] for p in BENCH_PARTS]
+    settings = {"block1_step0.25_target": [], "block0_step0.25_target": ["tap.block=0"],
+                "block1_step0.0_target": ["tap.step_frac=0.0"], "block1_step0.5_target": ["tap.step_frac=0.5"],
+                "block1_step0.25_all": ["tap.tokens=all"]}
+    report = {}
+    for name, extra in settings.items():
+        run_cfg = load_config([*SHARED, f"models.tiny_root={tiny}", *extra])
+        editor = load_editor(tiny / "editor", run_cfg.editor, resolve_runtime(run_cfg.runtime))
+        states = torch.stack([torch.stack([
+            imagine_back(editor, front, build_back_prompt(c).instruction, run_cfg.editor, run_cfg.tap,
+                         preview="none", generator=torch.Generator().manual_seed(seed)).hidden[0].float()
+            for seed in range(seeds)]) for c in captions])  # (captions, seeds, h, w, C)
+        scale = states.abs().mean().item()
+        report[name] = {"between_captions_var": states.mean(dim=1).var(dim=0).mean().item(),
+                        "between_noises_var": states.var(dim=1).mean().item(), "mean_abs": scale,
+                        "bf16_step_at_mean_abs": scale * 2.0**-8}
+        logger.info("%s: %s", name, report[name])
+    return report
+
+
 def ship(work: Path, models: dict) -> None:
     """The trained set into the package (`know3d_cli/tiny/trained/`): SS flow, VAE, adapter, demo image."""
     from know3d_cli.tiny.backpart import SS_FLOW_NAME, trained_dir
@@ -301,8 +342,10 @@ def ship(work: Path, models: dict) -> None:
     samples = sorted((work / "data-test" / "samples").iterdir())
     demo = next((s for s in samples if s.name.startswith("cylinder-tall-")), samples[0]) / "front.png"
     shutil.copyfile(demo, target / "demo.png")
+    files = sorted(p for p in target.rglob("*") if p.is_file())
     settings = {"overrides": SHARED[1:] + ["trellis2.pipeline_type=ss", "adapter.stages=[ss]"],
-                "made_by": "python scripts/bench_backpart.py --ship", "seed": SEED}
+                "made_by": "python scripts/bench_backpart.py --ship", "seed": SEED,
+                "sha256": {str(p.relative_to(target)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}}
     (target / "settings.json").write_text(json.dumps(settings, indent=2) + "\n")
 
 

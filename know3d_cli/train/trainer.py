@@ -9,6 +9,8 @@ Per step: for each micro-batch, draw t, noise and condition dropout per sample (
 backpropagate the flow-matching MSE (`flow_matching.py`); then clip the global gradient norm (fixed or adaptive),
 step AdamW at the scheduled learning rate, and update the EMA. Every `log_every` steps a metrics line, every
 `checkpoint_every` steps a checkpoint (`checkpoint.py`), every `validation.every` steps a preview (`validation.py`).
+The sparse-structure VAE (`train.trainable=ss_vae`) runs the same loop on the samples' occupancy grids with its own
+inputs (posterior noise) and objective (`ss_vae.py`).
 """
 
 from __future__ import annotations
