@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
 
 
 @dataclass(frozen=True)
@@ -46,11 +46,12 @@ def test_every_stage_connects(bench, tiny_root, train_data, tmp_path, one_thread
     assert vae["trainable"] == "ss_vae" and vae["vae"]["encoder"]["args"]["channels"] == [4, 8, 16, 32]
     assert (models["adapter"] / "ss.safetensors").is_file()
 
-    truth = bench.ground_truth(train_data, [_Spec("synthetic-0000", "a"), _Spec("synthetic-0001", "b")])
-    specs = [_Spec("synthetic-0000", "a")]
+    # the benchmark names a reference by what follows "<base>-" in its id: here the two samples' numbers
+    truth = bench.ground_truth(train_data, [_Spec("synthetic-0000", "0000"), _Spec("synthetic-0001", "0001")])
+    specs = [_Spec("synthetic-0000", "0000")]
     scores = bench.evaluate(tmp_path, tiny_root, models, specs, train_data, truth, ("know3d",))
     (score,) = scores
-    assert score["mode"] == "know3d" and score["identified"] in ("a", "b") and 0.0 <= score["back_iou"] <= 1.0
+    assert score["mode"] == "know3d" and score["identified"] in ("0000", "0001") and 0.0 <= score["back_iou"] <= 1.0
     coords = np.load(tmp_path / "generated" / "know3d" / "synthetic-0000" / "occupancy.npy")
     assert coords.ndim == 2 and coords.shape[1] == 3 and len(coords) > 0
     assert bench.table(scores)["know3d"]["assets"] == 1
