@@ -14,7 +14,8 @@ from __future__ import annotations
 import io
 import logging
 from collections.abc import Callable
-from contextlib import AbstractContextManager
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -70,9 +71,7 @@ class ValidationPreview:
             autocast: Callable[[], AbstractContextManager]) -> dict[str, Any]:
         """Write the preview of `module` (as it is now) and return the `validation` metrics record."""
         rows, ious = [], []
-        was_training = module.training
-        module.eval()
-        try:
+        with _eval_mode(module):
             for index in self.indices:
                 item = self.dataset.load(index)
                 truth = self.dataset.occupancy(index).numpy()
@@ -82,8 +81,6 @@ class ValidationPreview:
                              *front_and_back(coords, resolution, size=PICTURE_SIDE)])
                 if self.stage == TrainStage.ss:
                     ious.append(occupancy_iou(coords, truth, SS_GRID))
-        finally:
-            module.train(was_training)
         return _write_sheet(rows, ["truth front", "truth back", "sample front", "sample back"], ious, step,
                             output_dir)
 
@@ -132,9 +129,7 @@ class ReconstructionPreview:
     def run(self, module, step: int, output_dir: Path,
             autocast: Callable[[], AbstractContextManager]) -> dict[str, Any]:
         rows, ious = [], []
-        was_training = module.training
-        module.eval()
-        try:
+        with _eval_mode(module):
             for index in self.indices:
                 truth = self.dataset.occupancy(index).numpy()
                 grid = self.dataset[index, 0].grid[None].to(self.device)
@@ -144,9 +139,18 @@ class ReconstructionPreview:
                 rows.append([*front_and_back(truth, SS_GRID, size=PICTURE_SIDE),
                              *front_and_back(coords, SS_GRID, size=PICTURE_SIDE)])
                 ious.append(occupancy_iou(coords, truth, SS_GRID))
-        finally:
-            module.train(was_training)
         return _write_sheet(rows, ["truth front", "truth back", "recon front", "recon back"], ious, step, output_dir)
+
+
+@contextmanager
+def _eval_mode(module) -> Iterator[None]:
+    """`module` in eval mode for the block, then back in the mode it was in."""
+    was_training = module.training
+    module.eval()
+    try:
+        yield
+    finally:
+        module.train(was_training)
 
 
 def _write_sheet(rows: list, titles: list[str], ious: list[float], step: int, output_dir: Path) -> dict[str, Any]:
