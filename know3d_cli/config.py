@@ -131,6 +131,13 @@ class TextSource(Choice):
     none = "none"  # no back parts: every prompt variant is P_view alone
 
 
+class DataLatents(Choice):
+    """Which latents `know3d data build` encodes (`data.latents`)."""
+
+    all = "all"  # SS, shape and texture latents (every train stage)
+    ss = "ss"  # the SS latent only (train=ss, train.trainable=ss_vae): no shape/texture encoders, O-Voxel may be 256
+
+
 # ------------------------------------------------------------------------------------ models
 @dataclass
 class ModelSpec:
@@ -278,6 +285,7 @@ class DataConfig:
     ovoxel: OVoxelConfig = field(default_factory=OVoxelConfig)  # mesh -> O-Voxel conversion
     views: ViewsConfig = field(default_factory=ViewsConfig)  # front/back renders of each sample
     seed: int = 0  # with a sample's id, seeds its view angles, prompt variants and editor noise
+    latents: DataLatents = DataLatents.all  # all (SS, shape, texture) | ss (SS only: for train=ss, O-Voxel 256 allowed)
     quantize: bool = True  # round dual vertices and PBR attributes to 8 bits before encoding (upstream's storage)
     dino_resolutions: list[int] = field(default_factory=lambda: [512, 1024])  # DINOv3 sides cached (512 required)
     group_size: int = 8  # assets taken through each model phase together (one move to the GPU per model and group)
@@ -502,9 +510,9 @@ def _invalid_choice(exc: BaseException) -> str | None:
 
 __all__ = [
     "MAX_SEED", "AdapterConfig", "AlphaMode", "AssetConfig", "Background", "DataConfig", "EditorConfig",
-    "EditorPipelineKind", "EngineConfig", "EngineName", "ExportConfig", "ExportFormat", "ExportOrigin", "Know3dConfig",
+    "DataLatents", "EditorPipelineKind", "EngineConfig", "EngineName", "ExportConfig", "ExportFormat", "ExportOrigin", "Know3dConfig",
     "MllmConfig", "Mode", "ModelSpec", "ModelsConfig", "OVoxelConfig", "PreprocessConfig", "Preview", "PromptsConfig",
     "RayEngineConfig", "RuntimeConfig", "RuntimeDtype", "Shading", "TapConfig", "TapTokens", "TextConfig", "TextSource",
-    "TextureFormat", "ViewsConfig", "config_dir", "load_config", "recorded_settings", "to_container", "to_yaml",
-    "validate",
+    "TextureFormat", "ViewsConfig", "config_dir", "load_config", "recorded_settings", "to_container",
+    "to_yaml", "validate",
 ]

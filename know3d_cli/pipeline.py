@@ -22,6 +22,7 @@ from . import metadata
 from .asset_run import AssetJob, AssetRun, RunContext, StageTimings
 from .config import Know3dConfig, Mode, recorded_settings
 from .errors import ConfigError
+from .geometry import Asset3D
 from .io import ensure_writable_dir
 from .outputs import AssetLock, check_asset_path, write_asset
 from .progress import Progress
@@ -39,6 +40,7 @@ class GenerateResult:
     dir: Path  # <out>/<id>
     status: str  # "ok" | "skipped"
     metadata: dict[str, Any] = field(repr=False)
+    asset: Asset3D | None = field(default=None, repr=False)  # the generated asset (in-process callers; not for skips)
 
     def event(self) -> dict[str, Any]:
         """The asset's line on stdout."""
@@ -127,7 +129,7 @@ class Know3dPipeline:
         files = run.files(self.context)
         meta = run.metadata(self.context, sorted(files))
         files[metadata.METADATA_FILE] = metadata.to_json_bytes(meta)
-        return GenerateResult(run.job.id, write_asset(out_root, run.job.id, files), "ok", meta)
+        return GenerateResult(run.job.id, write_asset(out_root, run.job.id, files), "ok", meta, run.generated.asset)
 
 
 class _StageClock:

@@ -25,10 +25,26 @@ class TrainStage(Choice):
 
 
 class Trainable(Choice):
-    """What the optimiser updates (`train.trainable`). New kinds (the SS VAE) register in `train/targets.py`."""
+    """What the optimiser updates (`train.trainable`); each kind has a builder in `train/targets.py`."""
 
     adapter = "adapter"  # a Know3D adapter; the released flow is frozen
     flow = "flow"  # the whole flow: fine-tune the released weights, or from scratch
+    ss_vae = "ss_vae"  # the sparse-structure VAE (encoder + decoder) on the samples' 64^3 occupancy (train.stage=ss)
+
+
+class SsLatentSource(Choice):
+    """Where the SS stage's target latent comes from (`train.ss_latents`)."""
+
+    dataset = "dataset"  # ss_latent as `know3d data build` stored it
+    encoder = "encoder"  # models.ss_encoder's posterior mean of the sample's occupancy, computed on load
+
+
+class SsVaeLoss(Choice):
+    """Reconstruction term of the SS VAE objective (upstream's `loss_type`)."""
+
+    bce = "bce"  # binary cross-entropy of the occupancy logits
+    dice = "dice"  # 1 - soft Dice of sigmoid(logits)
+    l1 = "l1"  # L1 of sigmoid(logits)
 
 
 class TimeSchedule(Choice):
@@ -116,6 +132,12 @@ class ValidationConfig:
 
 
 @dataclass
+class SsVaeConfig:
+    loss: SsVaeLoss = SsVaeLoss.bce  # bce | dice | l1 (upstream's default: bce)
+    lambda_kl: float = 1e-6  # weight of the KL term 0.5 mean(mu^2 + var - log var - 1) (upstream's default)
+
+
+@dataclass
 class EditorLoraConfig:
     output: str = "outputs/editor_lora"  # folder for pytorch_lora_weights.safetensors (what editor.lora loads)
     steps: int = 1000  # optimiser steps
@@ -135,8 +157,9 @@ class EditorLoraConfig:
 @dataclass
 class TrainConfig:
     stage: TrainStage = TrainStage.ss  # ss | shape_512 | shape_1024 (set by the train= group)
-    trainable: Trainable = Trainable.adapter  # adapter (released flow frozen) | flow (the whole flow)
-    from_scratch: bool = False  # trainable=flow: start from random weights with the released args
+    trainable: Trainable = Trainable.adapter  # adapter (released flow frozen) | flow (the whole flow) | ss_vae
+    from_scratch: bool = False  # trainable=flow / ss_vae: start from random weights with the released args
+    ss_latents: SsLatentSource = SsLatentSource.dataset  # ss stage: dataset | encoder (after training a new SS VAE)
     dataset: Optional[str] = None  # dataset folder written by `know3d data build` (required)
     output_dir: str = "outputs/train"  # checkpoints, metrics.jsonl, TensorBoard logs, validation previews
     steps: int = 10000  # optimiser steps
@@ -163,6 +186,7 @@ class TrainConfig:
     keep_checkpoints: int = 3  # newest checkpoints kept; older ones are deleted
     tensorboard: bool = True  # also write TensorBoard scalars under <output_dir>/tensorboard (needs `tensorboard`)
     editor_lora: EditorLoraConfig = field(default_factory=EditorLoraConfig)  # `know3d train editor-lora`
+    ss_vae: SsVaeConfig = field(default_factory=SsVaeConfig)  # train.trainable=ss_vae
 
 
 def validate_train(cfg: TrainConfig) -> None:
@@ -213,8 +237,16 @@ def validate_train(cfg: TrainConfig) -> None:
         raise ConfigError(f"invalid value {cfg.validation.steps!r} for train.validation.steps; expected >= 1 or null")
     if cfg.max_tokens is not None and cfg.max_tokens < 1:
         raise ConfigError(f"invalid value {cfg.max_tokens!r} for train.max_tokens; expected >= 1 or null")
-    if cfg.from_scratch and cfg.trainable != Trainable.flow:
-        raise ConfigError("train.from_scratch=true needs train.trainable=flow (an adapter always starts from zero)")
+    if cfg.from_scratch and cfg.trainable == Trainable.adapter:
+        raise ConfigError("train.from_scratch=true needs train.trainable=flow or ss_vae (an adapter always starts "
+                          "from zero)")
+    if cfg.trainable == Trainable.ss_vae and cfg.stage != TrainStage.ss:
+        raise ConfigError(f"train.trainable=ss_vae trains the sparse-structure VAE: it needs train=ss, not "
+                          f"train.stage={cfg.stage.value}")
+    if cfg.ss_latents == SsLatentSource.encoder and cfg.stage != TrainStage.ss:
+        raise ConfigError(f"train.ss_latents=encoder is for the SS stage (train=ss), not train.stage={cfg.stage.value}")
+    if cfg.ss_vae.lambda_kl < 0:
+        raise ConfigError(f"invalid value {cfg.ss_vae.lambda_kl!r} for train.ss_vae.lambda_kl; expected a number >= 0")
     if cfg.distributed == Distributed.fsdp and cfg.ema.rate > 0:
         raise ConfigError("train.distributed=fsdp keeps no EMA (the weights are sharded); set train.ema.rate=0 or "
                           "use train.distributed=ddp")
@@ -222,6 +254,7 @@ def validate_train(cfg: TrainConfig) -> None:
 
 __all__ = [
     "Distributed", "EditorLoraConfig", "EmaConfig", "GradClipConfig", "LoraWeighting", "LrDecay", "LrScheduleConfig",
-    "MixedPrecision", "NewAdapterConfig", "OptimizerConfig", "TimeSchedule", "TimeScheduleConfig", "TrainConfig",
+    "MixedPrecision", "NewAdapterConfig", "OptimizerConfig", "SsLatentSource", "SsVaeConfig", "SsVaeLoss",
+    "TimeSchedule", "TimeScheduleConfig", "TrainConfig",
     "TrainStage", "Trainable", "ValidationConfig", "validate_train",
 ]

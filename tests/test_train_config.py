@@ -32,10 +32,14 @@ def test_stage_recipes_follow_the_released_training_configs():
     ("train.accumulation=3", "train.accumulation"),
     ("train.steps=0", "train.steps"),
     ("train.validation.steps=0", "train.validation.steps"),
+    ("train=shape_512 train.trainable=ss_vae", "train.trainable=ss_vae"),
+    ("train=shape_512 train.ss_latents=encoder", "train.ss_latents=encoder"),
+    ("train.ss_vae.lambda_kl=-1", "train.ss_vae.lambda_kl"),
+    ("train.ss_vae.loss=focal", "train.ss_vae.loss"),
 ])
 def test_bad_values_name_their_key(override, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")) as info:
-        load_config([override])
+        load_config(override.split())
     assert "\n" not in str(info.value)
 
 

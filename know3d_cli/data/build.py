@@ -33,7 +33,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from .. import hub, metadata
-from ..config import Know3dConfig, TextSource, to_container
+from ..config import DataLatents, Know3dConfig, TextSource, to_container
 from ..errors import ConfigError, Know3dError, OutOfMemory, WriteFailure, run_exit_code
 from ..preprocess import file_sha256
 from ..progress import Progress
@@ -57,6 +57,7 @@ logger = logging.getLogger(__name__)
 PHASE_MODELS = ("encoders", "dinov3", "mllm", "editor")
 
 SHAPE_RESOLUTIONS = (512, 1024)  # O-Voxel resolutions TRELLIS.2 has shape flows for
+SS_ONLY_RESOLUTIONS = (256, 512, 1024)  # data.latents=ss: any O-Voxel grid that pools to the 64^3 occupancy
 # settings that change how a build runs or which assets it accepts, not what a sample holds (left out of the
 # settings dataset.json compares across shards)
 _NOT_COMPARED = ("data.group_size", "data.ovoxel.chunk_size", "data.asset.max_file_mb", "data.asset.max_faces",
@@ -99,7 +100,7 @@ def sample_seed(base_seed: int, sample_id: str) -> int:
 
 def data_models(cfg: Know3dConfig) -> list[str]:
     """The models a build with `cfg` uses, in phase order."""
-    names = list(hub.ENCODER_MODELS) + ["dinov3"]
+    names = (["ss_encoder"] if cfg.data.latents is DataLatents.ss else list(hub.ENCODER_MODELS)) + ["dinov3"]
     if cfg.data.text.source is TextSource.auto:
         names.append("mllm")
     return names + ["editor"]
@@ -120,7 +121,8 @@ def dataset_info(cfg: Know3dConfig, models: dict[str, hub.ResolvedModel], dtype:
         settings["mllm"] = full["mllm"]
     return {
         "schema_version": SCHEMA_VERSION,
-        "shape_resolution": cfg.data.ovoxel.resolution,
+        "shape_resolution": cfg.data.ovoxel.resolution if cfg.data.latents is DataLatents.all else None,
+        "ovoxel_resolution": cfg.data.ovoxel.resolution,
         "dino_resolutions": sorted(cfg.data.dino_resolutions),
         "variants": cfg.data.prompts.variants,
         "models": {name: {"repo": m.repo, "revision": m.revision} for name, m in models.items()},
@@ -145,9 +147,10 @@ class DatasetBuilder:
     """
 
     def __init__(self, cfg: Know3dConfig, out: Path, shard: Shard, progress: Progress | None = None):
-        if cfg.data.ovoxel.resolution not in SHAPE_RESOLUTIONS:
+        if cfg.data.latents is DataLatents.all and cfg.data.ovoxel.resolution not in SHAPE_RESOLUTIONS:
             raise ConfigError(f"know3d data build needs data.ovoxel.resolution=512 or 1024 (the shape-latent "
-                              f"resolutions of TRELLIS.2's flows), got {cfg.data.ovoxel.resolution}")
+                              f"resolutions of TRELLIS.2's flows), got {cfg.data.ovoxel.resolution}; "
+                              "data.latents=ss (an SS-only dataset) also takes 256")
         self.cfg = cfg
         self.shard = shard
         self.progress = progress or Progress(enabled=False)
@@ -255,7 +258,7 @@ class DatasetBuilder:
             if cfg.quantize:
                 ovoxel = ovoxel.quantized()
         with timed(job.timings, "encoders"):
-            latents = encode_latents(ovoxel, self._model("encoders"))
+            latents = encode_latents(ovoxel, self._model("encoders"), ss_only=cfg.latents is DataLatents.ss)
         with timed(job.timings, "render"):
             azimuth, elevation = draw_view_angles(np.random.default_rng([job.seed, 0]), cfg.views)
             pair = render_view_pair(asset, azimuth, elevation, cfg.views, self.cfg.preprocess)
@@ -331,7 +334,7 @@ class DatasetBuilder:
             paths = {n: m.path for n, m in self.models.items()}
             with self.progress.stage(f"loading {name}"):
                 if name == "encoders":
-                    model = load_encoders(paths["trellis2_encoders"], paths["ss_encoder"], self.runtime)
+                    model = load_encoders(paths.get("trellis2_encoders"), paths["ss_encoder"], self.runtime)
                 elif name == "dinov3":
                     model = load_dinov3(paths["dinov3"], self.runtime)
                 elif name == "mllm":

@@ -40,18 +40,21 @@ def dense_occupancy(cells: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def encode_latents(ovoxel: OVoxel, encoders: Encoders) -> dict[str, torch.Tensor]:
-    """The LATENT_TENSORS of `schema.py` for one O-Voxel (computed on the encoders' device, returned on the CPU).
-    Both SC-VAE latents sit on the same coordinates: the encoders downsample the same voxels alike."""
+def encode_latents(ovoxel: OVoxel, encoders: Encoders, ss_only: bool = False) -> dict[str, torch.Tensor]:
+    """The LATENT_TENSORS of `schema.py` for one O-Voxel (computed on the encoders' device, returned on the CPU); only
+    `occupancy` and `ss_latent` when `ss_only` (`data.latents=ss`). Both SC-VAE latents sit on the same coordinates:
+    the encoders downsample the same voxels alike."""
     device = encoders.device
+    cells = ss_occupancy(ovoxel.coords, ovoxel.resolution)
+    ss = encoders.ss(dense_occupancy(cells).to(device))
+    latents = {"occupancy": cells.contiguous(), "ss_latent": ss.mean[0].float().cpu().contiguous()}
+    if ss_only:
+        return latents
     coords = ovoxel.batched_coords().to(device)
     shape = encoders.shape(sparse(ovoxel.offsets.to(device), coords), sparse(ovoxel.intersected.to(device), coords))
     tex = encoders.tex(sparse(ovoxel.texture_features().to(device), coords))
-    cells = ss_occupancy(ovoxel.coords, ovoxel.resolution)
-    ss = encoders.ss(dense_occupancy(cells).to(device))
     return {
-        "occupancy": cells.contiguous(),
-        "ss_latent": ss.mean[0].float().cpu().contiguous(),
+        **latents,
         "shape_coords": shape.coords[:, 1:].to(torch.int32).cpu().contiguous(),
         "shape_feats": shape.mean.float().cpu().contiguous(),
         "tex_feats": tex.mean.float().cpu().contiguous(),

@@ -34,13 +34,14 @@ SS_ENCODER = "ss_enc_conv3d_16l8_fp16"
 class Encoders:
     """The TRELLIS.2 VAE encoders a sample's latents come from."""
 
-    shape: nn.Module  # FlexiDualGridVaeEncoder: dual grid -> shape SLat posterior
-    tex: nn.Module  # SparseUnetVaeEncoder: PBR voxels -> texture SLat posterior
+    shape: nn.Module | None  # FlexiDualGridVaeEncoder: dual grid -> shape SLat posterior (None: SS-only build)
+    tex: nn.Module | None  # SparseUnetVaeEncoder: PBR voxels -> texture SLat posterior (None: SS-only build)
     ss: nn.Module  # SparseStructureEncoder: 64^3 occupancy -> (8, 16^3) posterior
 
     def to(self, device: torch.device | str) -> Encoders:
         for module in (self.shape, self.tex, self.ss):
-            module.to(device)
+            if module is not None:
+                module.to(device)
         return self
 
     @property
@@ -53,8 +54,9 @@ def home_device(runtime: Runtime) -> torch.device:
     return torch.device("cpu") if runtime.is_cuda and runtime.offload is Offload.sequential else runtime.device
 
 
-def load_encoders(trellis_dir: Path, ss_dir: Path, runtime: Runtime) -> Encoders:
-    """Load the three encoders strictly (fp32 when `runtime` is exact, else the reference mixed precision).
+def load_encoders(trellis_dir: Path | None, ss_dir: Path, runtime: Runtime) -> Encoders:
+    """Load the three encoders strictly (fp32 when `runtime` is exact, else the reference mixed precision); only the
+    SS encoder when `trellis_dir` is None (an SS-only build).
 
     Raises:
         ModelMissingError / CheckpointError: a checkpoint is missing or does not match its network.
@@ -62,12 +64,14 @@ def load_encoders(trellis_dir: Path, ss_dir: Path, runtime: Runtime) -> Encoders
     precision = runtime.trellis2_precision
     device = home_device(runtime)
     models = []
-    for stem in (Path(trellis_dir) / "ckpts" / SHAPE_ENCODER, Path(trellis_dir) / "ckpts" / TEX_ENCODER,
-                 Path(ss_dir) / "ckpts" / SS_ENCODER):
+    stems = [Path(ss_dir) / "ckpts" / SS_ENCODER]
+    if trellis_dir is not None:
+        stems = [Path(trellis_dir) / "ckpts" / SHAPE_ENCODER, Path(trellis_dir) / "ckpts" / TEX_ENCODER, *stems]
+    for stem in stems:
         model = load_model(stem, device=device, precision=precision)
         set_conv_backend(model, runtime.sparse_conv)
         models.append(model)
-    return Encoders(*models)
+    return Encoders(*models) if trellis_dir is not None else Encoders(None, None, models[0])
 
 
 def load_dinov3(path: Path, runtime: Runtime) -> DinoV3Conditioner:

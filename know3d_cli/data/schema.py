@@ -58,15 +58,19 @@ class TensorSpec:
 LATENT_TENSORS = (
     TensorSpec("occupancy", ("M", 3), "int32", "occupied (x, y, z) of the 64^3 sparse structure, lexicographic"),
     TensorSpec("ss_latent", (8, 16, 16, 16), "float32", "SS encoder posterior mean of the occupancy (SS flow target)"),
-    TensorSpec("shape_coords", ("N", 3), "int32", "(x, y, z) of the shape latent at resolution / 16, lexicographic"),
-    TensorSpec("shape_feats", ("N", 32), "float32", "shape SC-VAE posterior mean, not normalised"),
-    TensorSpec("tex_feats", ("N", 32), "float32", "texture SC-VAE posterior mean on shape_coords, not normalised"),
+    # the SC-VAE latents are absent from an SS-only dataset (`data.latents=ss`, dataset.json shape_resolution null)
+    TensorSpec("shape_coords", ("N", 3), "int32", "(x, y, z) of the shape latent at resolution / 16, lexicographic",
+               optional=True),
+    TensorSpec("shape_feats", ("N", 32), "float32", "shape SC-VAE posterior mean, not normalised", optional=True),
+    TensorSpec("tex_feats", ("N", 32), "float32", "texture SC-VAE posterior mean on shape_coords, not normalised",
+               optional=True),
 )
 
 # Keys of dataset.json that `know3d train` reads (the file may hold more).
 DATASET_KEYS = (
     "schema_version",  # int: SCHEMA_VERSION of the writer
-    "shape_resolution",  # int: O-Voxel resolution of shape_coords / shape_feats (512: 32^3 grid, 1024: 64^3 grid)
+    "shape_resolution",  # int: O-Voxel resolution of shape_coords / shape_feats (512: 32^3 grid, 1024: 64^3 grid);
+    #   null: an SS-only dataset (data.latents=ss), usable by train=ss only
 )
 # Keys of an index line that `know3d train` reads: the sample id, its folder relative to DATASET/, and the K exact
 # editor instructions (P_view + a subset of the caption parts); hdit[k] was tapped with prompts[k].

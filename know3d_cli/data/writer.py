@@ -63,8 +63,9 @@ class Sample:
     info: dict[str, Any] = field(default_factory=dict)  # the rest of sample.json (camera, caption, seeds, timings)
 
     def sample_json(self) -> dict[str, Any]:
-        counts = {"N": int(self.latents["shape_coords"].shape[0]), "M": int(self.latents["occupancy"].shape[0]),
-                  "K": len(self.prompts)}
+        counts = {"M": int(self.latents["occupancy"].shape[0]), "K": len(self.prompts)}
+        if "shape_coords" in self.latents:  # absent from an SS-only dataset
+            counts["N"] = int(self.latents["shape_coords"].shape[0])
         return {"id": self.id, "source": self.source, "sha256": self.sha256, "prompts": list(self.prompts),
                 "counts": counts, **self.info}
 

@@ -21,7 +21,7 @@ class Asset3D:
     faces: torch.Tensor  # (F, 3) int64 vertex indices, counter-clockwise seen from outside
     source_stage: str  # "ss" (stage-1 occupancy surface) | "shape" (O-Voxel flexible dual grid)
     resolution: int  # voxel grid side the geometry was extracted at
-    voxel_coords: Optional[torch.Tensor] = None  # (M, 3) int32 voxel coordinates of the PBR volume
+    voxel_coords: Optional[torch.Tensor] = None  # (M, 3) int32 voxel coordinates of the PBR volume (ss: occupied)
     voxel_attrs: Optional[torch.Tensor] = None  # (M, 6) float: base colour 0:3, metallic, roughness, alpha
 
     @property

@@ -23,8 +23,10 @@ from ..data.schema import (
     LATENT_TENSORS,
     LATENTS_FILE,
     SCHEMA_VERSION,
+    SS_GRID,
     TensorSpec,
 )
+from ..data.latents import dense_occupancy
 from ..errors import InputError
 from ..train_config import TrainStage
 from .models import DINO_TENSORS, SHAPE_RESOLUTIONS, LatentNormalization, read_json_object
@@ -62,18 +64,27 @@ class TrainingDataset(torch.utils.data.Dataset):
         normalization: shape-latent statistics (shape stages), applied on load.
         need_hdit: load the editor hidden states (adapter training).
         max_tokens: shape stages: leave out samples with more latent tokens.
+        ss_encoder: ss stage: a `SparseStructureEncoder` whose posterior mean of the sample's occupancy replaces the
+            stored `ss_latent` (`train.ss_latents=encoder`; computed on first load, then kept in memory).
 
     Items are addressed by `(index, slot)` pairs (see `data_order.py`).
     """
 
+    grid_side = SS_GRID  # side of the occupancy grid
+
     def __init__(self, root: Path, stage: TrainStage, normalization: LatentNormalization | None = None,
-                 need_hdit: bool = True, max_tokens: int | None = None):
+                 need_hdit: bool = True, max_tokens: int | None = None, ss_encoder: torch.nn.Module | None = None):
         self.root = Path(root).expanduser()
+        self.ss_encoder = ss_encoder
+        self._encoded: dict[int, torch.Tensor] = {}
         self.stage = stage
         self.normalization = normalization
         self.need_hdit = need_hdit
         self.dino_name = DINO_TENSORS[stage]
         info = _read_info(self.root)
+        if stage in SHAPE_RESOLUTIONS and info["shape_resolution"] is None:
+            raise InputError(f"{self.root / DATASET_FILE}: an SS-only dataset (built with data.latents=ss) has no "
+                             f"shape latents for train.stage={stage.value}; build it with data.latents=all")
         if stage in SHAPE_RESOLUTIONS and info["shape_resolution"] != SHAPE_RESOLUTIONS[stage]:
             raise InputError(f"{self.root / DATASET_FILE}: shape latents are at {info['shape_resolution']}, "
                              f"train.stage={stage.value} needs {SHAPE_RESOLUTIONS[stage]}; build the dataset at that "
@@ -100,7 +111,9 @@ class TrainingDataset(torch.utils.data.Dataset):
         entry = self.entries[index]
         conditions = _read_tensors(entry.dir / CONDITIONS_FILE,
                                    [self.dino_name] + (["hdit"] if self.need_hdit else []))
-        if self.stage == TrainStage.ss:
+        if self.stage == TrainStage.ss and self.ss_encoder is not None:
+            latent, coords = self._encode(index), None
+        elif self.stage == TrainStage.ss:
             latent, coords = _read_tensors(entry.dir / LATENTS_FILE, ["ss_latent"])["ss_latent"].float(), None
         else:
             tensors = _read_tensors(entry.dir / LATENTS_FILE, ["shape_coords", "shape_feats"])
@@ -115,6 +128,14 @@ class TrainingDataset(torch.utils.data.Dataset):
                              f"{len(entry.prompts)} prompts")
         return TrainingSample(entry.id, latent, coords, conditions[self.dino_name].float(), hdit, slot)
 
+    def _encode(self, index: int) -> torch.Tensor:
+        """(C, r, r, r) posterior mean of the sample's occupancy under `ss_encoder`."""
+        if index not in self._encoded:
+            with torch.no_grad():
+                grid = dense_occupancy(self.occupancy(index))
+                self._encoded[index] = self.ss_encoder(grid).mean[0].float().contiguous()
+        return self._encoded[index]
+
     def occupancy(self, index: int) -> torch.Tensor:
         """(M, 3) int32 occupied voxels of the sample's 64^3 sparse structure (ground truth for previews)."""
         return _read_tensors(self.entries[index].dir / LATENTS_FILE, ["occupancy"])["occupancy"]
@@ -126,8 +147,8 @@ def _read_info(root: Path) -> dict[str, Any]:
                                   "`know3d data build`)")
     if info.get("schema_version") != SCHEMA_VERSION:
         raise InputError(f"{path}: schema_version {info.get('schema_version')!r}, this know3d reads {SCHEMA_VERSION}")
-    if info.get("shape_resolution") not in (512, 1024):
-        raise InputError(f"{path}: shape_resolution must be 512 or 1024, got {info.get('shape_resolution')!r}")
+    if info.get("shape_resolution") not in (512, 1024, None):
+        raise InputError(f"{path}: shape_resolution must be 512, 1024 or null, got {info.get('shape_resolution')!r}")
     return info
 
 

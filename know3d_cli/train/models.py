@@ -55,7 +55,8 @@ DINO_TENSORS = {TrainStage.ss: "dino_512", TrainStage.shape_512: "dino_512", Tra
 SHAPE_RESOLUTIONS = {TrainStage.shape_512: 512, TrainStage.shape_1024: 1024}
 
 __all__ = [
-    "ADAPTER_FILES", "DINO_TENSORS", "FLOW_ROLES", "MODEL_TIME_SCALE", "SHAPE_RESOLUTIONS", "AdapterStage",
+    "ADAPTER_FILES", "DINO_TENSORS", "FLOW_ROLES", "MODEL_TIME_SCALE", "SHAPE_RESOLUTIONS", "SS_DECODER_ROLE",
+    "SS_ENCODER_NAME", "AdapterStage",
     "EditorCondition", "EditorHook", "FlowCheckpoint", "Know3dAdapter", "LatentNormalization", "Precision",
     "SamplerSettings", "SparseTensor", "TrellisFolder", "build_adapter", "load_adapter", "open_trellis", "sample",
     "save_adapter", "save_checkpoint",
@@ -71,13 +72,19 @@ class FlowCheckpoint:
     args: dict[str, Any]  # constructor arguments in the json
 
 
+# the sparse-structure VAE's encoder checkpoint (models.ss_encoder; the decoder is pipeline.json's)
+SS_ENCODER_NAME = "ss_enc_conv3d_16l8_fp16"
+SS_DECODER_ROLE = "sparse_structure_decoder"
+
+
 @dataclass(frozen=True)
 class TrellisFolder:
-    """The TRELLIS.2 model folders and their `pipeline.json`."""
+    """The TRELLIS.2 model folders and their `pipeline.json` (and the SS encoder's folder, when a run needs it)."""
 
     spec: PipelineSpec
     trellis_dir: Path
     ss_decoder_dir: Path
+    ss_encoder_dir: Path | None = None
 
     def stem(self, role: str) -> Path:
         return self.spec.checkpoint(role, self.trellis_dir, self.ss_decoder_dir)
@@ -101,6 +108,30 @@ class TrellisFolder:
         precision = Precision.reference if reference_precision else Precision.fp32
         return load_model(stem, device=device, precision=precision)
 
+    def ss_vae_checkpoints(self) -> tuple[FlowCheckpoint, FlowCheckpoint]:
+        """(encoder, decoder) of the sparse-structure VAE."""
+        checkpoints = []
+        for stem in (self._ss_encoder_stem(), self.stem(SS_DECODER_ROLE)):
+            config = read_checkpoint_json(stem)
+            checkpoints.append(FlowCheckpoint(name=stem.name, cls=config.name, args=dict(config.args)))
+        return checkpoints[0], checkpoints[1]
+
+    def load_ss_vae(self, device: torch.device, from_scratch: bool = False) -> tuple[nn.Module, nn.Module]:
+        """(encoder, decoder) in fp32: the stored weights (strict), or random ones with the stored args."""
+        networks = []
+        for stem in (self._ss_encoder_stem(), self.stem(SS_DECODER_ROLE)):
+            if from_scratch:
+                with torch.device(device):
+                    networks.append(build_model(read_checkpoint_json(stem)).float())
+            else:
+                networks.append(load_model(stem, device=device, precision=Precision.fp32))
+        return networks[0], networks[1]
+
+    def _ss_encoder_stem(self) -> Path:
+        if self.ss_encoder_dir is None:
+            raise ConfigError("this run needs the sparse-structure encoder (models.ss_encoder)")
+        return self.ss_encoder_dir / "ckpts" / SS_ENCODER_NAME
+
     def load_decoder(self, role: str, device: torch.device) -> nn.Module:
         """A decoder for previews (`sparse_structure_decoder`, `shape_slat_decoder`), fp32."""
         return load_model(self.stem(role), device=device, precision=Precision.fp32)
@@ -115,11 +146,13 @@ class TrellisFolder:
         return settings if steps is None else replace(settings, steps=steps)
 
 
-def open_trellis(cfg: Know3dConfig) -> TrellisFolder:
-    """The configured TRELLIS.2 and TRELLIS-image-large folders (exit 3 when missing)."""
+def open_trellis(cfg: Know3dConfig, ss_encoder: bool = False) -> TrellisFolder:
+    """The configured TRELLIS.2 and TRELLIS-image-large folders, and the SS encoder's if `ss_encoder` (exit 3 when
+    missing)."""
     trellis_dir = hub.resolve(cfg, "trellis2").path
     ss_decoder_dir = hub.resolve(cfg, "ss_decoder").path
-    return TrellisFolder(read_pipeline_json(trellis_dir), trellis_dir, ss_decoder_dir)
+    ss_encoder_dir = hub.resolve(cfg, "ss_encoder").path if ss_encoder else None
+    return TrellisFolder(read_pipeline_json(trellis_dir), trellis_dir, ss_decoder_dir, ss_encoder_dir)
 
 
 def build_adapter(flow: nn.Module, ext_channels: int, cfg: NewAdapterConfig,

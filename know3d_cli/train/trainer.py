@@ -9,6 +9,8 @@ Per step: for each micro-batch, draw t, noise and condition dropout per sample (
 backpropagate the flow-matching MSE (`flow_matching.py`); then clip the global gradient norm (fixed or adaptive),
 step AdamW at the scheduled learning rate, and update the EMA. Every `log_every` steps a metrics line, every
 `checkpoint_every` steps a checkpoint (`checkpoint.py`), every `validation.every` steps a preview (`validation.py`).
+The sparse-structure VAE (`train.trainable=ss_vae`) runs the same loop on the samples' occupancy grids with its own
+inputs (posterior noise) and objective (`ss_vae.py`).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from ..config import Know3dConfig
 from ..errors import CheckpointError, ConfigError
 from ..io import ensure_writable_dir
 from ..runtime import resolve_runtime
-from ..train_config import Distributed, LrDecay, MixedPrecision, Trainable, TrainStage
+from ..train_config import Distributed, LrDecay, MixedPrecision, SsLatentSource, Trainable, TrainStage
 from .batch import ModelInputs, collate, draw_inputs
 from .checkpoint import (
     TrainingState,
@@ -48,8 +50,9 @@ from .grad_clip import AdaptiveGradClip
 from .lr_schedule import lr_factor
 from .metrics import MetricsLog
 from .models import open_trellis
+from .ss_vae import OccupancyDataset, SsVaeInputs, SsVaeObjective, collate_occupancy, draw_vae_inputs
 from .targets import TrainTarget, build_target, identity_mismatch
-from .validation import ValidationPreview
+from .validation import ReconstructionPreview, ValidationPreview
 
 logger = logging.getLogger(__name__)
 
@@ -120,13 +123,22 @@ class Trainer:
         self.emit = emit
         self.objective = FlowMatching.from_config(tcfg.sigma_min, tcfg.t_schedule)
 
-        self.folder = open_trellis(cfg)
+        self.vae = self.kind == Trainable.ss_vae
+        encoded = self.stage == TrainStage.ss and SsLatentSource(tcfg.ss_latents) == SsLatentSource.encoder
+        self.folder = open_trellis(cfg, ss_encoder=self.vae or encoded)
         self.normalization = self.folder.shape_normalization() if self.stage != TrainStage.ss else None
-        self.dataset = TrainingDataset(tcfg.dataset, self.stage, self.normalization,
-                                       need_hdit=self.kind == Trainable.adapter, max_tokens=tcfg.max_tokens)
-        first = self.dataset.load(0)
-        ext_channels = int(first.hdit.shape[-1]) if first.hdit is not None else None
-        set_seed(tcfg.seed)  # the random initial weights (adapter projections, flows from scratch)
+        ext_channels = None
+        if self.vae:
+            self.dataset: TrainingDataset = OccupancyDataset(tcfg.dataset)
+            self.vae_objective = SsVaeObjective(tcfg.ss_vae.loss, tcfg.ss_vae.lambda_kl)
+        else:
+            ss_encoder = self.folder.load_ss_vae(torch.device("cpu"))[0].eval() if encoded else None
+            self.dataset = TrainingDataset(tcfg.dataset, self.stage, self.normalization,
+                                           need_hdit=self.kind == Trainable.adapter, max_tokens=tcfg.max_tokens,
+                                           ss_encoder=ss_encoder)
+            first = self.dataset.load(0)
+            ext_channels = int(first.hdit.shape[-1]) if first.hdit is not None else None
+        set_seed(tcfg.seed)  # the random initial weights (adapter projections, flows and VAEs from scratch)
         self.target: TrainTarget = build_target(cfg, self.folder, self.device, self.bf16, ext_channels)
         params = list(self.target.named_trainable().values())
         self.optimizer = torch.optim.AdamW(params, lr=tcfg.optimizer.lr, betas=tuple(tcfg.optimizer.betas),
@@ -141,6 +153,8 @@ class Trainer:
         if self.main and tcfg.validation.every > 0:
             if Distributed(tcfg.distributed) == Distributed.fsdp:
                 logger.warning("validation previews are skipped with train.distributed=fsdp (sharded weights)")
+            elif self.vae:
+                self.preview = ReconstructionPreview(self.dataset, tcfg.validation.samples, self.device)
             else:
                 settings = self.folder.sampler(self.stage, cfg.trellis2.ss if self.stage == TrainStage.ss
                                                else cfg.trellis2.shape, tcfg.validation.steps)
@@ -163,7 +177,8 @@ class Trainer:
                               "parameters": sum(p.numel() for p in self.target.named_trainable().values())})
         sampler = StepBatchSampler(self.order, tcfg.batch_size, tcfg.accumulation, self.world, self.rank, start,
                                    tcfg.steps)
-        loader = torch.utils.data.DataLoader(self.dataset, batch_sampler=sampler, collate_fn=collate,
+        loader = torch.utils.data.DataLoader(self.dataset, batch_sampler=sampler,
+                                             collate_fn=collate_occupancy if self.vae else collate,
                                              num_workers=tcfg.num_workers)
         batches = iter(loader)
         window = _Window()
@@ -198,16 +213,22 @@ class Trainer:
     def _step(self, step: int, batches) -> tuple[float, float, np.ndarray, np.ndarray]:
         """Optimiser step `step` on the next micro-batches of `batches`."""
         tcfg = self.tcfg
-        micro = [draw_inputs(next(batches), step, tcfg.seed, self.objective, tcfg.p_uncond, tcfg.p_uncond_ext,
-                             self.device) for _ in range(tcfg.accumulation)]
+        if self.vae:
+            shape = self.target.module.latent_shape(self.dataset.grid_side)
+            micro = [draw_vae_inputs(next(batches), step, tcfg.seed, shape, self.device)
+                     for _ in range(tcfg.accumulation)]
+        else:
+            micro = [draw_inputs(next(batches), step, tcfg.seed, self.objective, tcfg.p_uncond, tcfg.p_uncond_ext,
+                                 self.device) for _ in range(tcfg.accumulation)]
         return self.optimize(micro, self._lr(step))
 
-    def optimize(self, micro_batches: list[ModelInputs], lr: float) -> tuple[float, float, np.ndarray, np.ndarray]:
+    def optimize(self, micro_batches: list[ModelInputs] | list[SsVaeInputs], lr: float
+                 ) -> tuple[float, float, np.ndarray, np.ndarray]:
         """One optimiser step on these micro-batches at learning rate `lr`.
 
         Returns:
             (loss averaged over micro-batches and processes, pre-clipping global gradient norm, per-sample losses
-            and t of every process).
+            and t of every process (none for the SS VAE)).
         """
         acc = self.accelerator
         for group in self.optimizer.param_groups:
@@ -217,11 +238,14 @@ class Trainer:
         for index, inputs in enumerate(micro_batches):
             sync = acc.no_sync(self.model) if index < len(micro_batches) - 1 else nullcontext()
             with sync:
-                loss, losses = training_loss(self.model, self.objective, inputs)
+                if isinstance(inputs, SsVaeInputs):
+                    loss, losses = self.vae_objective(self.model, inputs)
+                else:
+                    loss, losses = training_loss(self.model, self.objective, inputs)
                 acc.backward(loss / len(micro_batches))
             total += loss.detach() / len(micro_batches)
             per_sample.append(losses)
-            ts.append(inputs.t)
+            ts.append(inputs.t if isinstance(inputs, ModelInputs) else torch.empty(0, device=self.device))
         params = list(self.target.named_trainable().values())
         norm = float(acc.clip_grad_norm_(params, self.clip.threshold))
         self.clip.record(norm)

@@ -5,7 +5,8 @@ stage's sampler (pipeline.json settings and the `trellis2.<ss|shape>` overrides;
 editor tokens; fixed noise), decodes the latent (SS: the sparse-structure decoder's occupancy at 64^3; shape: the
 shape decoder's final voxels) and writes `<output_dir>/validation/step-NNNNNNN.png`: one row per sample with the
 ground-truth occupancy from the front and from behind, then the sample from the front and from behind. The SS stage
-also reports the occupancy IoU with the ground truth.
+also reports the occupancy IoU with the ground truth. A sparse-structure VAE run (`ReconstructionPreview`) pictures
+and scores its reconstructions of the samples' occupancy instead.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from __future__ import annotations
 import io
 import logging
 from collections.abc import Callable
-from contextlib import AbstractContextManager
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -69,9 +71,7 @@ class ValidationPreview:
             autocast: Callable[[], AbstractContextManager]) -> dict[str, Any]:
         """Write the preview of `module` (as it is now) and return the `validation` metrics record."""
         rows, ious = [], []
-        was_training = module.training
-        module.eval()
-        try:
+        with _eval_mode(module):
             for index in self.indices:
                 item = self.dataset.load(index)
                 truth = self.dataset.occupancy(index).numpy()
@@ -81,17 +81,8 @@ class ValidationPreview:
                              *front_and_back(coords, resolution, size=PICTURE_SIDE)])
                 if self.stage == TrainStage.ss:
                     ious.append(occupancy_iou(coords, truth, SS_GRID))
-        finally:
-            module.train(was_training)
-        sheet = contact_sheet(rows, titles=["truth front", "truth back", "sample front", "sample back"])
-        buf = io.BytesIO()
-        sheet.save(buf, format="PNG")
-        path = Path(output_dir) / VALIDATION_DIR / f"step-{step:07d}.png"
-        atomic_write(path, buf.getvalue())
-        record: dict[str, Any] = {"event": "validation", "step": step, "file": str(path), "samples": len(rows)}
-        if ious:
-            record["occupancy_iou"] = float(np.mean(ious))
-        return record
+        return _write_sheet(rows, ["truth front", "truth back", "sample front", "sample back"], ious, step,
+                            output_dir)
 
     def _sample_and_decode(self, module: FlowTrainingModule, item, index: int) -> tuple[np.ndarray, int]:
         """(M, 3) voxel coordinates of the decoded sample, and the grid side they live on."""
@@ -120,6 +111,61 @@ class ValidationPreview:
         return voxels.coords.cpu().numpy(), SHAPE_RESOLUTIONS[self.stage]
 
 
+class ReconstructionPreview:
+    """The SS VAE's reconstructions (posterior mean, logits > 0) of the first `count` samples, and their IoU.
+
+    Args:
+        dataset: an `OccupancyDataset`.
+        count: samples per preview.
+        device: where the VAE runs.
+    """
+
+    def __init__(self, dataset, count: int, device: torch.device):
+        self.dataset = dataset
+        self.indices = list(range(min(count, len(dataset))))
+        self.device = device
+
+    @torch.no_grad()
+    def run(self, module, step: int, output_dir: Path,
+            autocast: Callable[[], AbstractContextManager]) -> dict[str, Any]:
+        rows, ious = [], []
+        with _eval_mode(module):
+            for index in self.indices:
+                truth = self.dataset.occupancy(index).numpy()
+                grid = self.dataset[index, 0].grid[None].to(self.device)
+                with autocast():
+                    logits = module.decoder(module.encoder(grid).mean).float()
+                coords = torch.argwhere(logits[0, 0] > 0).cpu().numpy()
+                rows.append([*front_and_back(truth, SS_GRID, size=PICTURE_SIDE),
+                             *front_and_back(coords, SS_GRID, size=PICTURE_SIDE)])
+                ious.append(occupancy_iou(coords, truth, SS_GRID))
+        return _write_sheet(rows, ["truth front", "truth back", "recon front", "recon back"], ious, step, output_dir)
+
+
+@contextmanager
+def _eval_mode(module) -> Iterator[None]:
+    """`module` in eval mode for the block, then back in the mode it was in."""
+    was_training = module.training
+    module.eval()
+    try:
+        yield
+    finally:
+        module.train(was_training)
+
+
+def _write_sheet(rows: list, titles: list[str], ious: list[float], step: int, output_dir: Path) -> dict[str, Any]:
+    """Write `<output_dir>/validation/step-NNNNNNN.png`; the `validation` metrics record."""
+    sheet = contact_sheet(rows, titles=titles)
+    buf = io.BytesIO()
+    sheet.save(buf, format="PNG")
+    path = Path(output_dir) / VALIDATION_DIR / f"step-{step:07d}.png"
+    atomic_write(path, buf.getvalue())
+    record: dict[str, Any] = {"event": "validation", "step": step, "file": str(path), "samples": len(rows)}
+    if ious:
+        record["occupancy_iou"] = float(np.mean(ious))
+    return record
+
+
 def occupancy_iou(coords: np.ndarray, truth: np.ndarray, grid: int) -> float:
     """Intersection over union of two voxel sets on a grid^3 grid (1.0 when both are empty)."""
     a = np.zeros((grid,) * 3, bool)
@@ -132,4 +178,4 @@ def occupancy_iou(coords: np.ndarray, truth: np.ndarray, grid: int) -> float:
     return float(np.logical_and(a, b).sum() / union) if union else 1.0
 
 
-__all__ = ["VALIDATION_DIR", "ValidationPreview", "occupancy_iou"]
+__all__ = ["VALIDATION_DIR", "ReconstructionPreview", "ValidationPreview", "occupancy_iou"]

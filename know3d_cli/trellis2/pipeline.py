@@ -258,7 +258,8 @@ class Trellis2Pipeline:
         if not plan.textured:
             with hook("mesh"):
                 vertices, faces = occupancy_to_mesh(logits[0, 0])
-            asset = Asset3D(vertices, faces, source_stage="ss", resolution=SS_GRID)
+            asset = Asset3D(vertices, faces, source_stage="ss", resolution=SS_GRID,
+                            voxel_coords=occupancy_coords(logits, SS_GRID)[:, 1:].cpu())
             return self._output(asset, forwards, tokens, warnings)
 
         coords = occupancy_coords(logits, plan.ss_grid)

@@ -43,7 +43,7 @@ def test_at_1024_the_ss_occupancy_is_the_shape_latent_coordinate_set(encoders):
 
 
 @torch.no_grad()
-def test_encode_latents_of_a_primitive(encoders):
+def test_encode_latents_of_a_primitive(encoders, tiny_root):
     rod = trimesh.creation.cylinder(0.05, 1.0, sections=12)  # thin: few voxels
     asset = asset_from_scene(rod, AssetConfig(), source=Path("rod"), y_up=False)
     ovoxel = asset_to_ovoxel(asset, OVoxelConfig(resolution=256)).quantized()
@@ -62,3 +62,9 @@ def test_encode_latents_of_a_primitive(encoders):
     ss = encoders.ss(dense_occupancy(latents["occupancy"])).mean[0]
     torch.testing.assert_close(latents["ss_latent"], ss, rtol=0, atol=0)
     assert ss.shape == (8, 16, 16, 16)
+    # data.latents=ss: the same occupancy and SS latent, no SC-VAE encoder needed
+    ss_only = load_encoders(None, tiny_root / SS_DECODER_DIR, CPU)
+    assert ss_only.shape is None and ss_only.tex is None
+    only = encode_latents(ovoxel, ss_only, ss_only=True)
+    assert set(only) == {"occupancy", "ss_latent"} and torch.equal(only["occupancy"], latents["occupancy"])
+    torch.testing.assert_close(only["ss_latent"], latents["ss_latent"], rtol=0, atol=0)

@@ -136,3 +136,12 @@ def test_a_full_disk_is_a_write_failure_that_leaves_nothing_of_the_sample(tmp_pa
     with pytest.raises(WriteFailure, match="cannot append to .*shard-00000-of-00001.jsonl") as caught:
         writer.fail({"id": "c", "error": "x"})
     assert caught.value.disk_full
+
+
+def test_an_ss_only_sample_has_no_sc_vae_latents_and_no_n_count():
+    sample = make_sample("ss")
+    for name in ("shape_coords", "shape_feats", "tex_feats"):  # data.latents=ss writes none of them
+        del sample.latents[name]
+    check_sample(sample)
+    assert sample.sample_json()["counts"] == {"M": 7, "K": 2}
+    assert make_sample("full").sample_json()["counts"] == {"M": 7, "K": 2, "N": 5}

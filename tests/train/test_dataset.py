@@ -83,3 +83,27 @@ def test_duplicate_ids_and_wrong_schema_version(train_data, tmp_path):
     (copy / DATASET_FILE).write_text(json.dumps({**info, "schema_version": 99}))
     with pytest.raises(InputError, match="schema_version"):
         TrainingDataset(copy, TrainStage.ss)
+
+
+def test_an_ss_only_dataset_feeds_the_ss_stage_only_and_encoder_latents_replace_the_stored_ones(train_data, tmp_path):
+    copy = tmp_path / "ss-only"
+    shutil.copytree(train_data, copy)
+    info = json.loads((copy / DATASET_FILE).read_text())
+    (copy / DATASET_FILE).write_text(json.dumps({**info, "shape_resolution": None}))  # as data.latents=ss writes it
+    with pytest.raises(InputError, match="SS-only"):
+        TrainingDataset(copy, TrainStage.shape_512)
+
+    class Encoder(torch.nn.Module):  # a stand-in SS encoder: the occupancy's mean per 16^3 cell, 8 channels
+        calls = 0
+
+        def forward(self, grid):
+            Encoder.calls += 1
+            pooled = torch.nn.functional.avg_pool3d(grid, 16).expand(-1, 8, -1, -1, -1)
+            return type("Posterior", (), {"mean": pooled})()
+
+    dataset = TrainingDataset(copy, TrainStage.ss, ss_encoder=Encoder())
+    occupancy = dataset.occupancy(0).long()
+    latent = dataset.load(0).latent
+    assert latent.shape == (8, 4, 4, 4)
+    cell = tuple((occupancy[0] // 16).tolist())
+    assert latent[0][cell] > 0 and torch.equal(dataset.load(0).latent, latent) and Encoder.calls == 1  # cached

@@ -1,0 +1,353 @@
+"""The back-part benchmark (not a test): does back-side text, through H_DiT and the Know3D adapter, shape the back?
+
+End to end on the CPU, at tiny width, with a fixed seed:
+
+1. the procedural family (`know3d_cli/data/procedural.py`): base bodies x back parts, each part only on the back;
+   one part per base is held out of training (`held_out_split`);
+2. `know3d data build` of the training and the held-out assets (SS-only datasets: `data.latents=ss`, front view at
+   azimuth 0, the CSV caption as back text, K prompt variants, the tiny random DINOv3 and editor);
+3. `know3d train` from scratch: the SS VAE (`train.trainable=ss_vae`), the SS flow conditioned on the front view
+   (`train.trainable=flow`, latents from the trained encoder: `train.ss_latents=encoder`), then the Know3D adapter on
+   the editor's H_DiT with the flow frozen; each exported with `know3d train export`;
+4. on the held-out base x part combinations, generation in `trellis`, `multiview` and `know3d` modes
+   (`trellis2.pipeline_type=ss`, the app's `Know3dPipeline`), scored on the back half of the 64^3 occupancy against
+   the ground truth: back-region IoU, and part-identification accuracy (the part of the same base whose ground truth
+   matches the generated back best).
+
+Writes `<work>/report.json`, `<work>/backpart.png` (per held-out asset: front render, ground truth from behind, each
+mode from behind) and, with `--ship`, the trained set into `know3d_cli/tiny/trained/` (what `know3d demo` uses).
+`--ablation NAME=OVERRIDES` retrains only the adapter with extra `train.*` overrides and scores `know3d` again.
+
+Examples:
+    python scripts/bench_backpart.py --work /tmp/backpart --json backpart.json
+    python scripts/bench_backpart.py --work /tmp/backpart --ship
+    python scripts/bench_backpart.py --work /tmp/backpart --ablation "pool2=train.adapter.pool=2"
+    python scripts/bench_backpart.py --smoke --work /tmp/backpart-smoke     # 3 shapes, a few steps
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+import logging
+import platform
+import resource
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+MODES = ("trellis", "multiview", "know3d")
+BENCH_PARTS = ("handle", "pocket", "fin", "strap", "none")
+SEED = 0
+# settings the data build and generation share (generation must see the conditions training saw)
+SHARED = ["preset=tiny", "editor.true_cfg_scale=1.0"]
+DATA = ["data.latents=ss", "data.ovoxel.resolution=256", "data.views.azimuth_range=[0,0]",
+        "data.views.elevation_range=[0,10]", "data.views.size=512", "data.dino_resolutions=[512]",
+        "data.text.source=caption", "data.prompts.variants=2", "data.group_size=64", f"data.seed={SEED}"]
+COMMON_TRAIN = ["train=ss", "train.tensorboard=false", "train.log_every=25", "train.validation.every=0",
+                f"train.seed={SEED}", "train.lr_schedule.warmup_steps=20", "train.lr_schedule.decay=cosine",
+                "train.lr_schedule.min_lr_ratio=0.1", "train.ema.rate=0.999", "train.keep_checkpoints=1"]
+ADAPTER = ["train.adapter.proj_channels=64"]
+
+logger = logging.getLogger("bench_backpart")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--work", type=Path, default=Path("/tmp/know3d-backpart"), help="working folder (resumable)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--vae-steps", type=int, default=150)
+    parser.add_argument("--vae-batch", type=int, default=2)
+    parser.add_argument("--flow-steps", type=int, default=400)
+    parser.add_argument("--adapter-steps", type=int, default=400)
+    parser.add_argument("--batch", type=int, default=8, help="flow and adapter batch size")
+    parser.add_argument("--smoke", action="store_true", help="3 shapes, a few steps: checks that every stage connects")
+    parser.add_argument("--ship", action="store_true", help="copy the trained set into know3d_cli/tiny/trained/")
+    parser.add_argument("--ablation", action="append", default=[], metavar="NAME=OVERRIDES",
+                        help="retrain the adapter with these space-separated overrides and score know3d")
+    parser.add_argument("--signal", action="store_true",
+                        help="only measure how much H_DiT depends on the back text, per tap block / step / tokens")
+    parser.add_argument("--json", type=Path, help="also write the report here")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    torch.set_num_threads(args.threads)
+    report = hdit_signal(args.work) if args.signal else run(args)
+    text = json.dumps(report, indent=2)
+    (args.work / "report.json").write_text(text)
+    if args.json:
+        args.json.write_text(text)
+    logger.info("%s", json.dumps(report.get("table", report), indent=2))
+
+
+def run(args) -> dict:
+    from know3d_cli.data.procedural import family, held_out_split
+    from know3d_cli.tiny import build_tiny_models
+
+    work = args.work
+    work.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    timings: dict[str, float] = {}
+    tiny = build_tiny_models(work / "tiny")
+    if args.smoke:
+        specs = family(bodies=("box",), proportions=("tall",), parts=("handle", "fin", "none"), seed=SEED)
+        args.vae_steps = args.flow_steps = args.adapter_steps = 2
+        args.vae_batch, args.batch = 2, 2
+    else:
+        specs = family(parts=BENCH_PARTS, seed=SEED)
+    train_specs, test_specs = held_out_split(specs)
+
+    t = time.perf_counter()
+    train_data = build_dataset(work, "train", train_specs, tiny)
+    test_data = build_dataset(work, "test", test_specs, tiny)
+    timings["data_build_s"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    models = train_models(args, work, tiny, train_data)
+    timings["train_s"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    truth = {**ground_truth(train_data, train_specs), **ground_truth(test_data, test_specs)}
+    scores = evaluate(work, tiny, models, test_specs, test_data, truth, MODES)
+    timings["generate_and_score_s"] = time.perf_counter() - t
+    figure(work, test_specs, test_data, truth, scores)
+
+    ablations = {}
+    for spec in args.ablation:
+        name, _, overrides = spec.partition("=")
+        adapter = train_adapter(args, work, tiny, train_data, models, name, overrides.split())
+        result = evaluate(work, tiny, {**models, "adapter": adapter}, test_specs, test_data, truth, ("know3d",),
+                          tag=name)
+        ablations[name] = {"overrides": overrides.split(), "table": table(result)}
+    if args.ship:
+        ship(work, models)
+    timings["total_s"] = time.perf_counter() - start
+    return {
+        "machine": {"cpu": platform.processor() or platform.machine(), "threads": args.threads,
+                    "torch": torch.__version__},
+        "assets": {"train": [s.id for s in train_specs], "held_out": [s.id for s in test_specs]},
+        "steps": {"vae": args.vae_steps, "flow": args.flow_steps, "adapter": args.adapter_steps,
+                  "batch": args.batch, "vae_batch": args.vae_batch},
+        "table": table(scores),
+        "per_asset": scores,
+        "ablations": ablations,
+        "timings": {k: round(v, 1) for k, v in timings.items()},
+        "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
+        "figure": str(work / "backpart.png"),
+    }
+
+
+# ------------------------------------------------------------------------------------------------ data
+def build_dataset(work: Path, name: str, specs, tiny: Path) -> Path:
+    from know3d_cli.config import load_config
+    from know3d_cli.data.build import run_build
+    from know3d_cli.data.procedural import write_family
+    from know3d_cli.shard import Shard
+
+    manifest = write_family(specs, work / "assets" / name)
+    out = work / f"data-{name}"
+    cfg = load_config([*SHARED, f"models.tiny_root={tiny}", *DATA])
+    summary = run_build(str(manifest), out, cfg, Shard(0, 1), emit=lambda event: None)
+    if summary.failed:
+        raise SystemExit(f"data build of {name} failed for {summary.failed} assets (see {out}/failures)")
+    return out
+
+
+def ground_truth(dataset: Path, specs) -> dict[str, np.ndarray]:
+    from safetensors.torch import load_file
+
+    return {s.id: load_file(str(dataset / "samples" / s.id / "latents.safetensors"))["occupancy"].numpy()
+            for s in specs}
+
+
+# ------------------------------------------------------------------------------------------------ training
+def model_overrides(tiny: Path, folders: Path) -> list[str]:
+    return [*SHARED, f"models.tiny_root={tiny}", f"models.trellis2.path={folders / 'trellis2'}",
+            f"models.ss_decoder.path={folders / 'trellis_image_large'}",
+            f"models.ss_encoder.path={folders / 'trellis_image_large'}"]
+
+
+def train(name: str, overrides: list[str]) -> list[dict]:
+    from know3d_cli.config import load_config
+    from know3d_cli.train import run_training
+
+    records: list[dict] = []
+    cfg = load_config(overrides)
+    logger.info("training %s", name)
+    run_training(cfg, emit=records.append)
+    losses = [r["loss"] for r in records if r.get("event") == "train"]
+    logger.info("%s: loss %.4f -> %.4f", name, losses[0], losses[-1])
+    return records
+
+
+def train_models(args, work: Path, tiny: Path, dataset: Path) -> dict:
+    from know3d_cli.tiny.backpart import write_model_folders
+    from know3d_cli.train import export_checkpoint
+
+    untrained = write_model_folders(work / "untrained", tiny, seed=SEED)
+    weights = work / "weights"
+    vae_run, flow_run = work / "run-vae", work / "run-flow"
+    train("ss_vae", [*model_overrides(tiny, untrained), *COMMON_TRAIN, f"train.dataset={dataset}",
+                     f"train.output_dir={vae_run}", "train.trainable=ss_vae", "train.from_scratch=true",
+                     "train.ss_vae.loss=dice", f"train.steps={args.vae_steps}", f"train.batch_size={args.vae_batch}",
+                     "train.optimizer.lr=3e-3", f"train.checkpoint_every={args.vae_steps}"])
+    export_checkpoint(vae_run, weights)
+    shutil.copytree(untrained / "trellis2" / "ckpts", weights / "ckpts", dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns("*shape*", "*tex*", "slat*"))
+    with_vae = write_model_folders(work / "with-vae", tiny, weights=weights)
+    train("ss_flow", [*model_overrides(tiny, with_vae), *COMMON_TRAIN, f"train.dataset={dataset}",
+                      f"train.output_dir={flow_run}", "train.trainable=flow", "train.from_scratch=true",
+                      "train.ss_latents=encoder", f"train.steps={args.flow_steps}", f"train.batch_size={args.batch}",
+                      "train.optimizer.lr=1e-3", f"train.checkpoint_every={args.flow_steps}"])
+    export_checkpoint(flow_run, weights)
+    folders = write_model_folders(work / "trained", tiny, weights=weights)
+    models = {"folders": folders, "weights": weights}
+    models["adapter"] = train_adapter(args, work, tiny, dataset, models, "adapter", [])
+    return models
+
+
+def train_adapter(args, work: Path, tiny: Path, dataset: Path, models: dict, name: str, extra: list[str]) -> Path:
+    from know3d_cli.train import export_checkpoint
+
+    run_dir, out = work / f"run-{name}", work / f"{name}-weights"
+    train(name, [*model_overrides(tiny, models["folders"]), *COMMON_TRAIN, *ADAPTER, f"train.dataset={dataset}",
+                 f"train.output_dir={run_dir}", "train.ss_latents=encoder", f"train.steps={args.adapter_steps}",
+                 f"train.batch_size={args.batch}", "train.optimizer.lr=1e-3",
+                 f"train.checkpoint_every={args.adapter_steps}", *extra])
+    export_checkpoint(run_dir, out)
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ evaluation
+def evaluate(work: Path, tiny: Path, models: dict, specs, dataset: Path, truth: dict, modes, tag: str = "") -> list:
+    from know3d_cli.config import load_config
+    from know3d_cli.data.back_region import back_iou, identify_part
+    from know3d_cli.pipeline import AssetJob, Know3dPipeline
+
+    scores = []
+    for mode in modes:
+        cfg = load_config([*model_overrides(tiny, models["folders"]), f"mode={mode}", "trellis2.pipeline_type=ss",
+                           f"adapter.weights={models['adapter']}", "adapter.stages=[ss]", "preview=none"])
+        pipeline = Know3dPipeline(cfg, keep_models=True)
+        out = work / f"generated{('-' + tag) if tag else ''}" / mode
+        if out.exists():
+            shutil.rmtree(out)
+        for index, spec in enumerate(specs):
+            result = pipeline.run(AssetJob(dataset / "samples" / spec.id / "front.png", spec.id, spec.caption,
+                                           SEED + index), out)
+            coords = result.asset.voxel_coords.numpy()
+            np.save(out / spec.id / "occupancy.npy", coords)
+            references = {part: occ for part, occ in _same_base(spec, truth).items()}
+            scores.append({"id": spec.id, "mode": mode, "part": spec.part,
+                           "back_iou": back_iou(coords, truth[spec.id]),
+                           "identified": identify_part(coords, references)})
+    return scores
+
+
+def _same_base(spec, truth: dict) -> dict[str, np.ndarray]:
+    """Ground truth of every part on the asset's base, by part name."""
+    prefix = f"{spec.base}-"
+    return {name[len(prefix):].rsplit("-c", 1)[0]: occ for name, occ in truth.items() if name.startswith(prefix)}
+
+
+def table(scores: list) -> dict:
+    rows = {}
+    for mode in dict.fromkeys(s["mode"] for s in scores):
+        mine = [s for s in scores if s["mode"] == mode]
+        rows[mode] = {"back_iou": round(float(np.mean([s["back_iou"] for s in mine])), 4),
+                      "part_accuracy": round(float(np.mean([s["identified"] == s["part"] for s in mine])), 4),
+                      "assets": len(mine)}
+    return rows
+
+
+def figure(work: Path, specs, dataset: Path, truth: dict, scores: list) -> Path:
+    from PIL import Image
+
+    from know3d_cli.render import contact_sheet, depth_image
+
+    side = 112
+    rows = []
+    for spec in specs:
+        front = Image.open(dataset / "samples" / spec.id / "front.png").convert("RGBA")
+        plain = Image.new("RGB", front.size, (255, 255, 255))
+        plain.paste(front, mask=front.split()[3])
+        row = [plain.resize((side, side)), depth_image(truth[spec.id], 64, 0.0, size=side)]
+        for mode in MODES:
+            coords = np.load(work / "generated" / mode / spec.id / "occupancy.npy")
+            row.append(depth_image(coords, 64, 0.0, size=side))
+        rows.append(row)
+    sheet = contact_sheet(rows, titles=["front", "truth (back)", *[f"{m} (back)" for m in MODES]])
+    path = work / "backpart.png"
+    buf = io.BytesIO()
+    sheet.save(buf, format="PNG")
+    path.write_bytes(buf.getvalue())
+    return path
+
+
+def hdit_signal(work: Path, seeds: int = 3) -> dict:
+    """How much of H_DiT is the back text: for one front view of the family, the tapped states of every caption
+    under `seeds` editor noises; per tap setting, the variance across captions (of the per-caption means) against the
+    variance across noises, and bf16's rounding step at the states' scale (the dataset stores H_DiT in bf16)."""
+    from know3d_cli.config import load_config
+    from know3d_cli.data.procedural import CAPTIONS, AssetSpec, write_family
+    from know3d_cli.editor import imagine_back, load_editor
+    from know3d_cli.mllm import build_back_prompt
+    from know3d_cli.runtime import resolve_runtime
+    from know3d_cli.tiny import build_tiny_models
+
+    tiny = build_tiny_models(work / "tiny")
+    manifest = write_family([AssetSpec("cylinder", "tall", "none", 0)], work / "assets" / "signal")
+    from know3d_cli.data import load_asset, render_view_pair
+
+    cfg = load_config([*SHARED, f"models.tiny_root={tiny}", *DATA])
+    asset = load_asset(manifest.parent / "cylinder-tall-none-c0.glb", cfg.data.asset)
+    front = render_view_pair(asset, 0.0, 5.0, cfg.data.views, cfg.preprocess).front_image
+    captions = [CAPTIONS[p] for p in BENCH_PARTS]
+    settings = {"block1_step0.25_target": [], "block0_step0.25_target": ["tap.block=0"],
+                "block1_step0.0_target": ["tap.step_frac=0.0"], "block1_step0.5_target": ["tap.step_frac=0.5"],
+                "block1_step0.25_all": ["tap.tokens=all"]}
+    report = {}
+    for name, extra in settings.items():
+        run_cfg = load_config([*SHARED, f"models.tiny_root={tiny}", *extra])
+        editor = load_editor(tiny / "editor", run_cfg.editor, resolve_runtime(run_cfg.runtime))
+        states = torch.stack([torch.stack([
+            imagine_back(editor, front, build_back_prompt(c).instruction, run_cfg.editor, run_cfg.tap,
+                         preview="none", generator=torch.Generator().manual_seed(seed)).hidden[0].float()
+            for seed in range(seeds)]) for c in captions])  # (captions, seeds, h, w, C)
+        scale = states.abs().mean().item()
+        report[name] = {"between_captions_var": states.mean(dim=1).var(dim=0).mean().item(),
+                        "between_noises_var": states.var(dim=1).mean().item(), "mean_abs": scale,
+                        "bf16_step_at_mean_abs": scale * 2.0**-8}
+        logger.info("%s: %s", name, report[name])
+    return report
+
+
+def ship(work: Path, models: dict) -> None:
+    """The trained set into the package (`know3d_cli/tiny/trained/`): SS flow, VAE, adapter, demo image."""
+    from know3d_cli.tiny.backpart import SS_FLOW_NAME, trained_dir
+
+    target = trained_dir()
+    if target.exists():
+        shutil.rmtree(target)
+    (target / "ckpts").mkdir(parents=True)
+    for name in (SS_FLOW_NAME, "ss_enc_conv3d_16l8_fp16", "ss_dec_conv3d_16l8_fp16"):
+        for suffix in (".json", ".safetensors"):
+            shutil.copyfile(models["weights"] / "ckpts" / f"{name}{suffix}", target / "ckpts" / f"{name}{suffix}")
+    shutil.copytree(models["adapter"], target / "adapter")
+    samples = sorted((work / "data-test" / "samples").iterdir())
+    demo = next((s for s in samples if s.name.startswith("cylinder-tall-")), samples[0]) / "front.png"
+    shutil.copyfile(demo, target / "demo.png")
+    files = sorted(p for p in target.rglob("*") if p.is_file())
+    settings = {"overrides": SHARED[1:] + ["trellis2.pipeline_type=ss", "adapter.stages=[ss]"],
+                "made_by": "python scripts/bench_backpart.py --ship", "seed": SEED,
+                "sha256": {str(p.relative_to(target)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}}
+    (target / "settings.json").write_text(json.dumps(settings, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
