@@ -1,8 +1,8 @@
-"""`know3d demo`: the whole chain on tiny models, on any machine, in seconds: toy models trained on synthetic shapes
-for the sparse structure, random ones for the rest."""
+"""`know3d demo`: the whole chain on tiny random models, on any machine, in seconds."""
 
 from __future__ import annotations
 
+import io
 import logging
 from pathlib import Path
 
@@ -11,14 +11,9 @@ from PIL import Image, ImageDraw
 
 from .config import load_config
 from .io import atomic_write, ensure_writable_dir
-from .outputs import AssetLock
 from .pipeline import AssetJob, GenerateResult, Know3dPipeline
 from .progress import Progress
 from .tiny import build_tiny_models
-from .tiny.backpart import demo_settings, trained_dir, write_trained_set
-from .tiny.trellis2 import SS_DECODER_DIR, TRELLIS2_DIR
-
-TRAINED_SET = "trained"  # the trained toy set, inside the tiny root
 
 logger = logging.getLogger(__name__)
 
@@ -39,26 +34,16 @@ def demo_image(size: int = 256) -> Image.Image:
 
 
 def run_demo(out: Path, back: str, overrides: list[str], progress: Progress | None = None) -> GenerateResult:
-    """Write the tiny models (first run only), the demo photo, and generate one asset with mode=know3d.
-
-    The sparse-structure stage is the toy set trained by `scripts/bench_backpart.py` on the procedural family (a
-    VAE, a flow and a Know3D adapter, shipped in `know3d_cli/tiny/trained/`); the photo is a held-out member of that
-    family, so the 64^3 structure shows its body and the back part that `back` names. The editor and DINOv3 stay
-    random (they were random in training too).
-    """
+    """Write the tiny models (first run only), a demo photo, and generate one asset with mode=know3d."""
     base = load_config(overrides)
     ensure_writable_dir(Path(out))
     root = build_tiny_models(Path(base.models.tiny_root))
-    with AssetLock(root, TRAINED_SET):  # two first runs at once: the second waits, then finds it written
-        trained = write_trained_set(root / TRAINED_SET, root)
-    cfg = load_config(["preset=tiny", "mode=know3d", *demo_settings()["overrides"],
-                       f"adapter.weights={trained / 'adapter'}", f"models.trellis2.path={trained / TRELLIS2_DIR}",
-                       f"models.ss_decoder.path={trained / SS_DECODER_DIR}", *overrides])
-    logger.warning("demo: TOY models trained on synthetic shapes (a body with one part on its back: handle, pocket, "
-                   "fin, straps); the editor and DINOv3 are RANDOM. The 64^3 structure shows that the chain runs and "
-                   "that the back text steers the back, not real-world quality")
+    cfg = load_config(["preset=tiny", "mode=know3d", f"adapter.weights={root / 'adapter'}", *overrides])
+    logger.warning("demo: every model is RANDOMLY initialised; the asset shows that the chain runs, not its quality")
     image_path = Path(out) / "demo_input.png"
-    atomic_write(image_path, (trained_dir() / "demo.png").read_bytes())
+    buf = io.BytesIO()
+    demo_image().save(buf, format="PNG")
+    atomic_write(image_path, buf.getvalue())
     pipeline = Know3dPipeline(cfg, progress=progress)
     return pipeline.run(AssetJob(image=image_path, id="demo", back=back, seed=cfg.seed if cfg.seed is not None else 0),
                         Path(out))
