@@ -193,7 +193,7 @@ class EditorConfig:
     true_cfg_scale: float = 4.0  # true classifier-free guidance scale (1 disables CFG)
     negative_prompt: str = " "  # negative prompt for true CFG
     resolution: int = 1024  # output side length in pixels (square)
-    condition_area: Optional[int] = None  # VAE condition image area in pixels; null = pipeline default
+    condition_area: Optional[int] = None  # VAE condition image area in pixels (>= 1024); null = pipeline default
     lora: Optional[str] = None  # LoRA file or repo to load into the transformer
     lora_weight: float = 1.0  # LoRA scale
 
@@ -357,6 +357,7 @@ def load_config(overrides: list[str] | tuple[str, ...] = ()) -> Know3dConfig:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
+    _refuse_renamed_keys(overrides)
     _register()
     try:
         with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3", job_name="know3d"):
@@ -367,6 +368,17 @@ def load_config(overrides: list[str] | tuple[str, ...] = ()) -> Know3dConfig:
     assert isinstance(obj, Know3dConfig)
     validate(obj)
     return obj
+
+
+RENAMED_KEYS = {"train.p_uncond_ext": "train.p_uncond_editor"}  # old key -> new key (README: Configuration)
+
+
+def _refuse_renamed_keys(overrides: list[str] | tuple[str, ...]) -> None:
+    """A renamed key is an error that names its new name, rather than Hydra's bare "not in struct"."""
+    for override in overrides:
+        key = override.split("=", 1)[0].lstrip("+~")
+        if key in RENAMED_KEYS:
+            raise ConfigError(f"{key} was renamed to {RENAMED_KEYS[key]}")
 
 
 def validate(cfg: Know3dConfig) -> None:
@@ -406,7 +418,7 @@ def validate(cfg: Know3dConfig) -> None:
         ("data.group_size", cfg.data.group_size, 1, 100_000),
     ]
     if cfg.editor.condition_area is not None:
-        ranges.append(("editor.condition_area", cfg.editor.condition_area, 256, 10**9))
+        ranges.append(("editor.condition_area", cfg.editor.condition_area, 32 * 32, 10**9))
     if cfg.seed is not None:
         ranges.append(("seed", cfg.seed, 0, MAX_SEED))
     for stage in ("ss", "shape", "tex"):  # null = the value from pipeline.json

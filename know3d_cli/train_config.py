@@ -168,7 +168,7 @@ class TrainConfig:
     seed: int = 0  # seeds data order, noise, t and condition dropout
     sigma_min: float = 1e-5  # flow-matching noise floor (TRELLIS.2)
     p_uncond: float = 0.1  # probability of replacing a sample's DINOv3 tokens by zeros (CFG)
-    p_uncond_ext: float = 0.1  # probability of replacing a sample's editor tokens by zeros (CFG, independent)
+    p_uncond_editor: float = 0.1  # probability of replacing a sample's editor tokens by zeros (CFG, independent)
     max_tokens: Optional[int] = None  # shape stages: skip samples with more latent tokens; null = keep all
     t_schedule: TimeScheduleConfig = field(default_factory=TimeScheduleConfig)  # training t distribution
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
@@ -211,7 +211,7 @@ def validate_train(cfg: TrainConfig) -> None:
     for key, value in non_negative:
         if value < 0:
             raise ConfigError(f"invalid value {value!r} for {key}; expected a number >= 0")
-    fractions = [("train.p_uncond", cfg.p_uncond), ("train.p_uncond_ext", cfg.p_uncond_ext),
+    fractions = [("train.p_uncond", cfg.p_uncond), ("train.p_uncond_editor", cfg.p_uncond_editor),
                  ("train.ema.rate", cfg.ema.rate), ("train.lr_schedule.min_lr_ratio", cfg.lr_schedule.min_lr_ratio)]
     for key, value in fractions:
         if not 0.0 <= value <= 1.0:

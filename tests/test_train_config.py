@@ -43,6 +43,13 @@ def test_bad_values_name_their_key(override, key):
     assert "\n" not in str(info.value)
 
 
+@pytest.mark.parametrize("override", ["train.p_uncond_ext=0.2", "+train.p_uncond_ext=0.2"])
+def test_a_renamed_key_names_its_new_name(override):
+    with pytest.raises(ConfigError, match=r"train\.p_uncond_ext was renamed to train\.p_uncond_editor"):
+        load_config([override])
+    assert load_config(["train.p_uncond_editor=0.2"]).train.p_uncond_editor == 0.2
+
+
 def test_training_settings_do_not_change_an_assets_key():
     a = to_container(load_config([]))
     b = to_container(load_config(["train.steps=7", "train=shape_1024"]))

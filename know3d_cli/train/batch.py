@@ -66,26 +66,26 @@ class ModelInputs:
     t: torch.Tensor  # (B,) fp32 training time in (0, 1)
     target: torch.Tensor  # velocity target, shape of x_t
     cond: torch.Tensor  # (B, T, C_dino), zero rows where dropped
-    ext_tokens: torch.Tensor | None  # (B, h, w, C_edit) chosen variant, zero where dropped
+    editor_tokens: torch.Tensor | None  # (B, h, w, C_edit) chosen variant, zero where dropped
     coords: torch.Tensor | None  # (N, 4) int32
     rows: list[slice] | None  # sparse: row slice of each sample
     dino_dropped: torch.Tensor  # (B,) bool
-    ext_dropped: torch.Tensor  # (B,) bool
+    editor_dropped: torch.Tensor  # (B,) bool
 
 
 def draw_inputs(batch: TrainBatch, step: int, seed: int, objective: FlowMatching, p_uncond: float,
-                p_uncond_ext: float, device: torch.device) -> ModelInputs:
+                p_uncond_editor: float, device: torch.device) -> ModelInputs:
     """Noise the batch and drop conditions, each sample from its own (seed, step, slot) generator."""
-    ts, drop_dino, drop_ext, ext, noises = [], [], [], [], []
+    ts, drop_dino, drop_editor, editor, noises = [], [], [], [], []
     for i, slot in enumerate(batch.slots):
         gen = torch.Generator().manual_seed(seed_sequence(seed, step, slot))
         ts.append(objective.sample_t(gen))
         drop_dino.append(bool(torch.rand(1, generator=gen) < p_uncond))
-        drop_ext.append(bool(torch.rand(1, generator=gen) < p_uncond_ext))
+        drop_editor.append(bool(torch.rand(1, generator=gen) < p_uncond_editor))
         if batch.hdit is not None:
             variants = batch.hdit[i]
             k = int(torch.randint(len(variants), (1,), generator=gen))
-            ext.append(torch.zeros_like(variants[k]) if drop_ext[-1] else variants[k])
+            editor.append(torch.zeros_like(variants[k]) if drop_editor[-1] else variants[k])
         shape = batch.latent.shape[1:] if batch.coords is None else (batch.counts[i], batch.latent.shape[1])
         noises.append(torch.randn(shape, generator=gen))
 
@@ -106,11 +106,11 @@ def draw_inputs(batch: TrainBatch, step: int, seed: int, objective: FlowMatching
         t=t.to(device),
         target=objective.target(x0, noise).to(device),
         cond=cond.to(device),
-        ext_tokens=torch.stack(ext).to(device) if ext else None,
+        editor_tokens=torch.stack(editor).to(device) if editor else None,
         coords=batch.coords.to(device) if batch.coords is not None else None,
         rows=rows,
         dino_dropped=dino_dropped,
-        ext_dropped=torch.tensor(drop_ext),
+        editor_dropped=torch.tensor(drop_editor),
     )
 
 

@@ -65,12 +65,12 @@ class FlowMatching:
 
 def training_loss(model: Callable[..., torch.Tensor], objective: FlowMatching, inputs: ModelInputs
                   ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The loss of one micro-batch and its per-sample values: `model(x_t, 1000 t, cond, ext, coords)` -> velocity.
+    """The loss of one micro-batch and its per-sample values: `model(x_t, 1000 t, cond, editor_tokens, coords)` -> velocity.
 
     Returns:
         (scalar loss with gradient, (B,) detached per-sample losses).
     """
-    pred = model(inputs.x_t, objective.model_time(inputs.t), inputs.cond, inputs.ext_tokens, inputs.coords)
+    pred = model(inputs.x_t, objective.model_time(inputs.t), inputs.cond, inputs.editor_tokens, inputs.coords)
     return mse(pred, inputs.target), per_sample_mse(pred, inputs.target, inputs.rows)
 
 

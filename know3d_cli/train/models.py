@@ -155,7 +155,7 @@ def open_trellis(cfg: Know3dConfig, ss_encoder: bool = False) -> TrellisFolder:
     return TrellisFolder(read_pipeline_json(trellis_dir), trellis_dir, ss_decoder_dir, ss_encoder_dir)
 
 
-def build_adapter(flow: nn.Module, ext_channels: int, cfg: NewAdapterConfig,
+def build_adapter(flow: nn.Module, editor_channels: int, cfg: NewAdapterConfig,
                   attention: AttentionBackend = AttentionBackend.auto) -> Know3dAdapter:
     """A fresh zero-initialised adapter for `flow` (or the one in `cfg.init`), fp32 on the flow's device."""
     device = flow.input_layer.weight.device
@@ -168,17 +168,17 @@ def build_adapter(flow: nn.Module, ext_channels: int, cfg: NewAdapterConfig,
                 break
         if adapter is None:
             raise ConfigError(f"train.adapter.init={cfg.init} holds no ss/shape/tex adapter pair")
-        if adapter.ext_channels != ext_channels or adapter.model_channels != flow.model_channels:
-            raise ConfigError(f"train.adapter.init={cfg.init} is for ext_channels={adapter.ext_channels}, "
-                              f"model_channels={adapter.model_channels}; the data and flow need {ext_channels}, "
-                              f"{flow.model_channels}")
+        if adapter.ext_channels != editor_channels or adapter.model_channels != flow.model_channels:
+            raise ConfigError(f"train.adapter.init={cfg.init} is for {adapter.ext_channels}-channel editor tokens "
+                              f"and model_channels={adapter.model_channels}; the data and flow need {editor_channels} "
+                              f"and {flow.model_channels}")
     else:
         blocks = cfg.blocks if cfg.blocks is not None else list(range(flow.num_blocks))
         if max(blocks, default=-1) >= flow.num_blocks:
             raise ConfigError(f"train.adapter.blocks={list(blocks)} but the flow has {flow.num_blocks} blocks")
         with torch.device(device):
             adapter = Know3dAdapter(
-                ext_channels=ext_channels,
+                ext_channels=editor_channels,
                 proj_channels=cfg.proj_channels,
                 model_channels=flow.model_channels,
                 num_heads=cfg.num_heads or flow.num_heads,

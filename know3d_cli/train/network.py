@@ -56,7 +56,7 @@ class FlowTrainingModule(nn.Module):
         x_t: torch.Tensor,
         t_model: torch.Tensor,
         cond: torch.Tensor,
-        ext_tokens: torch.Tensor | None = None,
+        editor_tokens: torch.Tensor | None = None,
         coords: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Predicted velocity.
@@ -65,7 +65,7 @@ class FlowTrainingModule(nn.Module):
             x_t: dense (B, C, R, R, R) or sparse feats (N, C) noisy latent.
             t_model: (B,) model time (1000 t).
             cond: (B, T, C_dino) DINOv3 tokens (zeros where dropped).
-            ext_tokens: (B, h, w, C_edit) editor hidden states (zeros where dropped); required with an adapter.
+            editor_tokens: (B, h, w, C_edit) editor hidden states (zeros where dropped); required with an adapter.
             coords: (N, 4) int32 (batch, x, y, z) of a sparse latent.
 
         Returns:
@@ -73,9 +73,9 @@ class FlowTrainingModule(nn.Module):
         """
         editor = None
         if self.adapter is not None:
-            if ext_tokens is None:
+            if editor_tokens is None:
                 raise ValueError("an adapter is being trained but no editor tokens were given")
-            editor = PerBlockEditorCondition(self.adapter, ext_tokens)
+            editor = PerBlockEditorCondition(self.adapter, editor_tokens)
         if coords is None:
             return self.flow(x_t, t_model, cond, editor=editor)
         return self.flow(SparseTensor(x_t, coords), t_model, cond, editor=editor).feats

@@ -38,7 +38,7 @@ class TrainTarget:
 
 
 def _flow_module(cfg: Know3dConfig, folder: TrellisFolder, stage: TrainStage, device: torch.device,
-                 reduced_precision: bool, ext_channels: int | None) -> tuple[nn.Module, dict[str, Any]]:
+                 reduced_precision: bool, editor_channels: int | None) -> tuple[nn.Module, dict[str, Any]]:
     flow = folder.load_flow(stage, device, reference_precision=False, from_scratch=cfg.train.from_scratch)
     flow.requires_grad_(True)
     flow.set_attention_backend(cfg.runtime.attention)
@@ -57,20 +57,20 @@ def _network(checkpoint: FlowCheckpoint) -> dict[str, Any]:
 
 
 def _adapter_module(cfg: Know3dConfig, folder: TrellisFolder, stage: TrainStage, device: torch.device,
-                    reduced_precision: bool, ext_channels: int | None) -> tuple[nn.Module, dict[str, Any]]:
-    if ext_channels is None:
+                    reduced_precision: bool, editor_channels: int | None) -> tuple[nn.Module, dict[str, Any]]:
+    if editor_channels is None:
         raise ConfigError("train.trainable=adapter needs editor hidden states (hdit) in the dataset")
     # the frozen base keeps the released mixed precision (bf16 block Linears) when training in bf16
     flow = folder.load_flow(stage, device, reference_precision=reduced_precision)
     flow.set_attention_backend(cfg.runtime.attention)
-    adapter = build_adapter(flow, ext_channels, cfg.train.adapter, cfg.runtime.attention)
+    adapter = build_adapter(flow, editor_channels, cfg.train.adapter, cfg.runtime.attention)
     adapter.requires_grad_(True)
     module = FlowTrainingModule(flow, adapter, cfg.train.gradient_checkpointing)
     return module, _flow_identity(folder, stage, module)
 
 
 def _ss_vae_module(cfg: Know3dConfig, folder: TrellisFolder, stage: TrainStage, device: torch.device,
-                   reduced_precision: bool, ext_channels: int | None) -> tuple[nn.Module, dict[str, Any]]:
+                   reduced_precision: bool, editor_channels: int | None) -> tuple[nn.Module, dict[str, Any]]:
     encoder, decoder = folder.load_ss_vae(device, from_scratch=cfg.train.from_scratch)
     module = SsVaeTrainingModule(encoder, decoder).requires_grad_(True)
     enc, dec = folder.ss_vae_checkpoints()
@@ -86,10 +86,10 @@ BUILDERS: dict[Trainable, Callable[..., tuple[nn.Module, dict[str, Any]]]] = {
 
 
 def build_target(cfg: Know3dConfig, folder: TrellisFolder, device: torch.device, reduced_precision: bool,
-                 ext_channels: int | None) -> TrainTarget:
+                 editor_channels: int | None) -> TrainTarget:
     """The module `train.trainable` asks for, and its identity."""
     stage, kind = TrainStage(cfg.train.stage), Trainable(cfg.train.trainable)
-    module, networks = BUILDERS[kind](cfg, folder, stage, device, reduced_precision, ext_channels)
+    module, networks = BUILDERS[kind](cfg, folder, stage, device, reduced_precision, editor_channels)
     module = module.to(device)
     identity = {
         "stage": stage.value,

@@ -127,7 +127,7 @@ class Trainer:
         encoded = self.stage == TrainStage.ss and SsLatentSource(tcfg.ss_latents) == SsLatentSource.encoder
         self.folder = open_trellis(cfg, ss_encoder=self.vae or encoded)
         self.normalization = self.folder.shape_normalization() if self.stage != TrainStage.ss else None
-        ext_channels = None
+        editor_channels = None
         if self.vae:
             self.dataset: TrainingDataset = OccupancyDataset(tcfg.dataset)
             self.vae_objective = SsVaeObjective(tcfg.ss_vae.loss, tcfg.ss_vae.lambda_kl)
@@ -137,9 +137,9 @@ class Trainer:
                                            need_hdit=self.kind == Trainable.adapter, max_tokens=tcfg.max_tokens,
                                            ss_encoder=ss_encoder)
             first = self.dataset.load(0)
-            ext_channels = int(first.hdit.shape[-1]) if first.hdit is not None else None
+            editor_channels = int(first.hdit.shape[-1]) if first.hdit is not None else None
         set_seed(tcfg.seed)  # the random initial weights (adapter projections, flows and VAEs from scratch)
-        self.target: TrainTarget = build_target(cfg, self.folder, self.device, self.bf16, ext_channels)
+        self.target: TrainTarget = build_target(cfg, self.folder, self.device, self.bf16, editor_channels)
         params = list(self.target.named_trainable().values())
         self.optimizer = torch.optim.AdamW(params, lr=tcfg.optimizer.lr, betas=tuple(tcfg.optimizer.betas),
                                            eps=tcfg.optimizer.eps, weight_decay=tcfg.optimizer.weight_decay)
@@ -218,7 +218,7 @@ class Trainer:
             micro = [draw_vae_inputs(next(batches), step, tcfg.seed, shape, self.device)
                      for _ in range(tcfg.accumulation)]
         else:
-            micro = [draw_inputs(next(batches), step, tcfg.seed, self.objective, tcfg.p_uncond, tcfg.p_uncond_ext,
+            micro = [draw_inputs(next(batches), step, tcfg.seed, self.objective, tcfg.p_uncond, tcfg.p_uncond_editor,
                                  self.device) for _ in range(tcfg.accumulation)]
         return self.optimize(micro, self._lr(step))
 

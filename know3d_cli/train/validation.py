@@ -88,8 +88,8 @@ class ValidationPreview:
         """(M, 3) voxel coordinates of the decoded sample, and the grid side they live on."""
         generator = torch.Generator().manual_seed(seed_sequence(_VALIDATION_STREAM, self.seed, index))
         cond = item.dino[None].to(self.device)
-        ext = item.hdit[:1].to(self.device) if (item.hdit is not None and module.adapter is not None) else None
-        negative = (torch.zeros_like(cond), None if ext is None else torch.zeros_like(ext))
+        editor = item.hdit[:1].to(self.device) if (item.hdit is not None and module.adapter is not None) else None
+        negative = (torch.zeros_like(cond), None if editor is None else torch.zeros_like(editor))
         if self.stage == TrainStage.ss:
             noise = torch.randn(1, *item.latent.shape, generator=generator).to(self.device)
 
@@ -102,7 +102,7 @@ class ValidationPreview:
             def velocity(x, t, c):
                 return x.replace(module(x.feats, t, c[0], c[1], coords=x.coords).float())
 
-        latent = sample(velocity, noise, [(cond, ext)], negative, self.settings).x
+        latent = sample(velocity, noise, [(cond, editor)], negative, self.settings).x
         if self.stage == TrainStage.ss:
             logits = self.decoder(latent.float())[0, 0]
             return torch.argwhere(logits > 0).cpu().numpy(), SS_GRID

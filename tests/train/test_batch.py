@@ -26,17 +26,17 @@ def dense_samples(count: int, start_slot: int = 0) -> list[TrainingSample]:
 def test_condition_dropout_zeroes_whole_samples_at_the_configured_rates(p_dino, p_ext):
     samples = dense_samples(3000)
     batch = collate(samples)
-    inputs = draw_inputs(batch, step=5, seed=0, objective=OBJECTIVE, p_uncond=p_dino, p_uncond_ext=p_ext,
+    inputs = draw_inputs(batch, step=5, seed=0, objective=OBJECTIVE, p_uncond=p_dino, p_uncond_editor=p_ext,
                          device=torch.device("cpu"))
-    dropped, ext_dropped = inputs.dino_dropped, inputs.ext_dropped
+    dropped, editor_dropped = inputs.dino_dropped, inputs.editor_dropped
     # dropped rows are exactly zero, kept rows are the tokens unchanged (they are never zero here)
     assert (inputs.cond[dropped] == 0).all() and not (inputs.cond[~dropped] == 0).any()
     torch.testing.assert_close(inputs.cond[~dropped], batch.dino[~dropped])
-    assert (inputs.ext_tokens[ext_dropped] == 0).all() and not (inputs.ext_tokens[~ext_dropped] == 0).any()
+    assert (inputs.editor_tokens[editor_dropped] == 0).all() and not (inputs.editor_tokens[~editor_dropped] == 0).any()
     n = len(samples)
-    for observed, p in ((dropped.float().mean().item(), p_dino), (ext_dropped.float().mean().item(), p_ext)):
+    for observed, p in ((dropped.float().mean().item(), p_dino), (editor_dropped.float().mean().item(), p_ext)):
         assert abs(observed - p) <= 4 * math.sqrt(p * (1 - p) / n) + 1e-9
-    both = (dropped & ext_dropped).float().mean().item()  # independent draws
+    both = (dropped & editor_dropped).float().mean().item()  # independent draws
     assert abs(both - p_dino * p_ext) <= 4 * math.sqrt(max(p_dino * p_ext, 1e-4) / n)
 
 
@@ -56,7 +56,7 @@ def test_sparse_batches_pack_rows_sample_after_sample():
     batch = collate(samples)
     assert batch.coords[:, 0].tolist() == [0, 0, 0, 1, 1, 1, 1, 1] and batch.counts == [3, 5]
     inputs = draw_inputs(batch, 0, 0, OBJECTIVE, 0.0, 0.0, torch.device("cpu"))
-    assert inputs.rows == [slice(0, 3), slice(3, 8)] and inputs.ext_tokens is None
+    assert inputs.rows == [slice(0, 3), slice(3, 8)] and inputs.editor_tokens is None
     # each sample's rows are noised at its own t
     t_rows = torch.repeat_interleave(inputs.t, torch.tensor([3, 5]))[:, None]
     noise = (inputs.x_t - (1 - t_rows) * batch.latent) / (1e-5 + (1 - 1e-5) * t_rows)

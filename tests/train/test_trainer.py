@@ -133,7 +133,7 @@ def ss_runs(tiny_root, train_data, tmp_path_factory):
     root = tmp_path_factory.mktemp("ss")
     torch.set_num_threads(1)
     records: list[dict] = []
-    common = ["train.steps=1", "train.p_uncond=0", "train.p_uncond_ext=0"]
+    common = ["train.steps=1", "train.p_uncond=0", "train.p_uncond_editor=0"]
     run_training(load_config(train_overrides(
         tiny_root, train_data, root / "trained", *common, "train.optimizer.lr=1e-2", "train.ema.rate=0",
         "train.validation.every=1", "train.validation.samples=1", "train.validation.steps=1",
