@@ -13,7 +13,7 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import Know3dConfig, ModelSpec
+from .config import Background, Know3dConfig, Mode, ModelSpec
 from .errors import Know3dError, ModelMissingError
 
 logger = logging.getLogger(__name__)
@@ -34,11 +34,11 @@ class ResolvedModel:
 def needed_models(cfg: Know3dConfig) -> list[str]:
     """The models the configured run touches, in the order the chain uses them."""
     names = []
-    if cfg.preprocess.background == "birefnet":
+    if cfg.preprocess.background == Background.birefnet:
         names.append("birefnet")
     if cfg.mllm.expand:
         names.append("mllm")
-    if cfg.mode != "trellis":
+    if cfg.mode != Mode.trellis:
         names.append("editor")
     names += ["dinov3", "trellis2", "ss_decoder"]
     return names

@@ -95,7 +95,8 @@ def test_choices_are_plain_strings_in_metadata_and_config_show():
 @pytest.mark.parametrize(
     "key, value",
     [("trellis2.ss.steps", 0), ("trellis2.shape.rescale_t", 0.0), ("trellis2.tex.guidance_rescale", 1.5),
-     ("trellis2.ss.guidance_strength", -1.0), ("trellis2.max_num_tokens", 0), ("adapter.pool", 3)],
+     ("trellis2.ss.guidance_strength", -1.0), ("trellis2.max_num_tokens", 0), ("adapter.pool", 3),
+     ("editor.condition_area", 1000)],
 )
 def test_trellis2_ranges_are_checked(key, value):
     cfg = Know3dConfig()

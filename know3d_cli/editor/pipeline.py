@@ -21,7 +21,7 @@ from diffusers.pipelines.qwenimage import pipeline_qwenimage_edit as _edit_modul
 from diffusers.pipelines.qwenimage import pipeline_qwenimage_edit_plus as _plus_module
 
 from ..config import EditorConfig, EditorPipelineKind
-from ..errors import BackendUnavailable, CheckpointError, ConfigError, ModelMissingError
+from ..errors import BackendUnavailable, CheckpointError, ModelMissingError
 from ..runtime import Runtime
 
 logger = logging.getLogger(__name__)
@@ -206,8 +206,6 @@ def condition_area(pipe: EditorPipeline, area: int | None) -> Iterator[None]:
     if area is None:
         yield
         return
-    if area < 32 * 32:
-        raise ConfigError(f"invalid value {area} for editor.condition_area; expected at least 1024 pixels (32x32)")
     if isinstance(pipe, QwenImageEditPlusPipeline):
         saved = (_plus_module.VAE_IMAGE_SIZE, _plus_module.CONDITION_IMAGE_SIZE)
         _plus_module.VAE_IMAGE_SIZE = area
