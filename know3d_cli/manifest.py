@@ -119,7 +119,7 @@ def _header(reader) -> tuple[list[str] | None, int]:
 
 def _columns(header: list[str], path: Path) -> dict[str, int]:
     if "image" not in header:
-        raise InputError(f"manifest {path} has no 'image' column (header: {', '.join(header) or 'empty'}); "
+        raise InputError(f"manifest {path} has no 'image' column (header: {', '.join(map(repr, header)) or 'empty'}); "
                          f"expected columns {', '.join(COLUMNS)}")
     columns: dict[str, int] = {}
     for index, name in enumerate(header):

@@ -176,6 +176,7 @@ def manifests(draw) -> bytes:
 @given(data=manifests())
 @example(data=b"image\n~nosuchuser-know3d/x.png\n")  # `~user` that does not exist
 @example(data=b"image,back\na\x00b.png,x\n")  # a NUL in a path
+@example(data=b'""\n"0\n0"\n')  # a line break inside a quoted header field
 def test_manifest_fuzz_gives_rows_or_one_clean_input_error(tmp_path, data):
     path = tmp_path / "fuzzed.csv"
     path.write_bytes(data)
