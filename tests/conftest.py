@@ -134,9 +134,12 @@ def one_thread():
 
 @pytest.fixture(scope="session")
 def tiny_root(tmp_path_factory) -> Path:
-    """The complete tiny model set, in the real on-disk layouts."""
+    """The complete tiny model set, in the real on-disk layouts: one per test run, shared by its xdist workers
+    (the first writes it, under the set's own lock; the others wait and reuse it)."""
     from know3d_cli.tiny import build_tiny_models
 
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        return build_tiny_models(tmp_path_factory.getbasetemp().parent / "tiny-models")
     return build_tiny_models(tmp_path_factory.mktemp("tiny") / "models")
 
 
