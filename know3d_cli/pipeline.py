@@ -12,7 +12,7 @@ import logging
 import secrets
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -20,7 +20,7 @@ import torch
 from PIL import Image
 
 from . import hub, metadata
-from .config import Know3dConfig, Mode, Preview, to_container
+from .config import Background, Know3dConfig, Mode, Preview, to_container
 from .errors import ConfigError, ModelMissingError
 from .io import ensure_writable_dir
 from .outputs import AssetLock, check_asset_path, write_asset
@@ -110,6 +110,12 @@ class Know3dPipeline:
         self.adapter_dir = adapter_dir(self.cfg) if self.mode == "know3d" else None
         for name in hub.needed_models(self._cfg_for_mode()):
             self._models[name] = hub.resolve(self.cfg, name)
+        if self.cfg.preprocess.background is Background.auto:  # BiRefNet when its weights were pulled
+            try:
+                self._models["birefnet"] = hub.resolve(replace(self.cfg, models=replace(
+                    self.cfg.models, allow_download=False)), "birefnet")
+            except ModelMissingError:
+                pass
         self._text_limit = None
         if "editor" in self._models:
             from .editor import InstructionLimit, transformer_depth
@@ -123,13 +129,12 @@ class Know3dPipeline:
     def _cfg_for_mode(self) -> Know3dConfig:
         if self.mode == self.cfg.mode:
             return self.cfg
-        from dataclasses import replace
-
         return replace(self.cfg, mode=self.mode)
 
     def _masker(self):
-        """The BiRefNet background remover, only when `preprocess.background=birefnet` asks for it."""
-        if "birefnet" not in self._models or self.cfg.preprocess.background != "birefnet":
+        """The BiRefNet background remover: `preprocess.background=birefnet`, or `auto` with its weights on disk."""
+        if "birefnet" not in self._models or self.cfg.preprocess.background not in (Background.birefnet,
+                                                                                    Background.auto):
             return None
         if "birefnet" not in self._loaded:
             from .preprocess import BiRefNetMasker
@@ -172,6 +177,12 @@ class Know3dPipeline:
             )
         return self._loaded["trellis2"]
 
+    def release_models(self) -> None:
+        """Free every loaded model (a batch moving on to rows with other settings)."""
+        self._loaded.clear()
+        if self.runtime.is_cuda:
+            torch.cuda.empty_cache()
+
     def _release(self, name: str) -> None:
         """A single run frees a stage's models as soon as it is done (batch keeps them)."""
         if not self.keep_models:
@@ -194,6 +205,12 @@ class Know3dPipeline:
         if self._text_limit is not None:
             self._text_limit.check(build_back_prompt(job.back).instruction, P_VIEW)
 
+    def prepare(self, image: Path):
+        """Preprocessing only (`--dry-run`, and the chain's first stage): the masked, cropped `PreparedImage`."""
+        from .preprocess import prepare_image
+
+        return prepare_image(image, self.cfg.preprocess, birefnet=self._masker())
+
     def run(self, job: AssetJob, out_root: Path, *, locked: bool = False) -> GenerateResult:
         """Generate one asset into `out_root/job.id`; nothing is written unless every stage succeeded.
 
@@ -209,16 +226,15 @@ class Know3dPipeline:
     def _generate(self, job: AssetJob, out_root: Path) -> GenerateResult:
         from .export import encode_mesh
         from .mllm import build_back_prompt
-        from .preprocess import prepare_image
-
         cfg, runtime = self.cfg, self.runtime
+        environment = metadata.RunEnvironment.capture(str(runtime.device))
         seed = job.seed if job.seed is not None else secrets.randbelow(2**31)
         timings: dict[str, float] = {}
         warnings = list(self.mode_warnings)
         reset_peak_memory(runtime)
 
         with self._timed("preprocess", job.id, timings):
-            prepared = prepare_image(job.image, cfg.preprocess, birefnet=self._masker())
+            prepared = self.prepare(job.image)
             warnings += prepared.warnings
         self._release("birefnet")
 
@@ -271,8 +287,10 @@ class Know3dPipeline:
             "schema_version": metadata.SCHEMA_VERSION,
             "id": job.id,
             "key": self.expected_key(job, prepared.sha256),
-            "input": {"path": str(job.image), "sha256": prepared.sha256, "mask_source": prepared.mask_source,
+            "input": {"path": str(job.image), "absolute_path": str(job.image.resolve()), "sha256": prepared.sha256,
+                      "mask_source": prepared.mask_source, "mask_warnings": list(prepared.mask_warnings),
                       "original_size": list(prepared.original_size)},
+            "run": environment.as_dict(),
             "back": job.back,
             "prompt": {"editor": prompt.instruction if tap is not None else None, "expanded": expanded},
             "mode": {"requested": cfg.mode, "used": self.mode},
@@ -287,7 +305,8 @@ class Know3dPipeline:
                          "trellis2_per_run": generated.forwards},
             "trellis2": {"pipeline_type": str(generated.pipeline_type), "resolution": generated.resolution,
                          "tokens": generated.tokens, "timings_s": _rounded(trellis_timings)},
-            "export": {"format": mesh.extension, "timings_s": _rounded(export_timings)},
+            "export": {"format": mesh.extension, "timings_s": _rounded(export_timings),
+                       "mesh": metadata.exported_summary(files, f"model.{mesh.extension}")},
             "geometry": {"source_stage": asset.source_stage, "resolution": asset.resolution,
                          "vertices": mesh.vertices, "faces": mesh.faces, "textured": asset.textured,
                          "generated": {"vertices": int(asset.vertices.shape[0]), "faces": int(asset.faces.shape[0])}},
@@ -298,7 +317,7 @@ class Know3dPipeline:
             "versions": metadata.package_versions(),
             "warnings": warnings,
             "files": sorted(files) + [metadata.METADATA_FILE],
-            "config": self._config,
+            "config": {**self._config, "back": job.back, "seed": seed},  # as run: the job's text and seed
         }
         files[metadata.METADATA_FILE] = metadata.to_json_bytes(meta)
         out_dir = write_asset(out_root, job.id, files)
