@@ -268,7 +268,8 @@ class Know3dPipeline:
             editor_tokens = tap.hidden if self.mode == "know3d" and tap is not None else None
             trellis_timings: dict[str, float] = {}
             generated = trellis(prepared.image, back_view=back_view, editor_tokens=editor_tokens, seed=seed,
-                                stage_hook=timed_stages(trellis_timings, self.progress.note))
+                                stage_hook=timed_stages(trellis_timings, self.progress.note),
+                                on_step=self.progress.steps)
             asset = generated.asset
             warnings += generated.warnings
         self._release("trellis2")
