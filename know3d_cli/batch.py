@@ -292,7 +292,8 @@ def _failure(row: ManifestRow, exc: Know3dError, options: RunOptions, *, stop: s
 
 def _skipped(row: ManifestRow, job: AssetJob, pipeline: Know3dPipeline, out: Path,
              meta: dict[str, Any]) -> _Outcome:
-    if _same_run(job, pipeline, meta):
+    up_to_date = _same_run(job, pipeline, meta)
+    if up_to_date:
         logger.info("%s: already finished with the same inputs and config, skipped", job.id)
     else:
         logger.warning("%s: a finished asset made from other inputs or settings is kept (--skip-existing); "
@@ -301,7 +302,7 @@ def _skipped(row: ManifestRow, job: AssetJob, pipeline: Know3dPipeline, out: Pat
     return _Outcome({"event": "asset", "id": row.id, "line": row.line, "image": str(row.image), "status": "skipped",
                      "dir": str(out / job.id), "error": None,
                      "mode": mode.get("used") if isinstance(mode, dict) else None, "seed": meta.get("seed"),
-                     "files": meta.get("files", []), "up_to_date": _same_run(job, pipeline, meta)})
+                     "files": meta.get("files", []), "up_to_date": up_to_date})
 
 
 def _same_run(job: AssetJob, pipeline: Know3dPipeline, meta: dict[str, Any]) -> bool:

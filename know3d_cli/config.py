@@ -55,7 +55,7 @@ class Preview(Choice):
 class Background(Choice):
     """How the input's foreground mask is found."""
 
-    auto = "auto"  # alpha if present, else threshold
+    auto = "auto"  # alpha if present, else BiRefNet when its weights are on disk, else threshold (checked)
     alpha = "alpha"
     threshold = "threshold"
     birefnet = "birefnet"
