@@ -83,6 +83,8 @@ def test_tiny_know3d_generation_is_byte_identical_and_complete(run_cli, tiny_roo
     assert set(meta["timings_s"]) == {"preprocess", "editor", "trellis2", "export", "preview"}
     assert sorted(meta["files"]) == sorted(os.listdir(asset))
     assert meta["export"]["preview"]["files"] == ["preview.png"] and meta["export"]["bounds"][0][1] == 0.0
+    side = meta["config"]["export"]["texture_size"]
+    assert meta["export"]["textures"] == {"base_color": [side, side], "metallic_roughness": [side, side]}
     assert Image.open(asset / "preview.png").size[0] > 4 * meta["config"]["export"]["preview_size"]
     assert meta["forwards"]["trellis2_per_run"] == {"ss": 22, "shape_lr": 21, "shape_hr": 21, "tex": 12}
     assert meta["tap"]["step_index"] == round(0.25 * meta["config"]["editor"]["steps"])
@@ -115,7 +117,7 @@ class Recorder:
                                       "need_full_image": need_full_image}))
         return self.tap
 
-    def __call__(self, image, seed, back_view, editor_tokens, stage_hook):  # TRELLIS.2
+    def __call__(self, image, seed, back_view, editor_tokens, stage_hook, on_step):  # TRELLIS.2
         self.calls.append(("trellis2", {"image": image, "seed": seed, "back_view": back_view,
                                         "editor_tokens": editor_tokens}))
         with stage_hook("ss"):
