@@ -124,7 +124,7 @@ class Know3dPipeline:
             with stage("editor"), models.using("editor") as editor:
                 tap = imagine_back(editor, prepared.image, prompt.instruction, cfg.editor, cfg.tap,
                                    preview=cfg.preview, generator=torch.Generator("cpu").manual_seed(seed),
-                                   need_full_image=plan.mode is Mode.multiview)
+                                   need_full_image=plan.mode is Mode.multiview, on_step=self.progress.steps)
         with stage("trellis2"), models.using("trellis2") as trellis:
             generated = trellis(prepared.image, seed=seed,
                                 back_view=tap.preview if plan.mode is Mode.multiview else None,
