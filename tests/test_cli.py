@@ -253,3 +253,10 @@ def test_doctor_reports_gpus_without_torch(monkeypatch):
     monkeypatch.setattr(machine.shutil, "which", lambda name: None)
     assert machine.gpus() == []
     assert machine.torch_cuda_build() is None or machine.torch_cuda_build()[0].isdigit()
+
+
+def test_generate_refuses_the_ray_engine_before_any_work(run_cli, tmp_path):
+    res = run_cli("generate", tmp_path / "mug.png", "--out", tmp_path / "out", "engine=ray")
+    assert res.code == 2 and res.stdout == ""
+    assert "know3d batch -" in res.stderr and "Traceback" not in res.stderr
+    assert not (tmp_path / "out").exists()

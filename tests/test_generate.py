@@ -501,8 +501,9 @@ def test_batch_from_stdin_dry_run_checks_every_row_before_any_model(run_cli, tin
     monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(manifest.encode())))
     _fail_if_a_model_loads(monkeypatch)
     out = tmp_path / "out"
+    monkeypatch.setitem(sys.modules, "ray", None)  # a dry run only preprocesses: in this process, without Ray
     res = run_cli("batch", "-", "--out", out, "--dry-run", "--back", "flag back", "--seed", "11", "--quiet",
-                  *tiny(tiny_root, "mode=multiview"))
+                  *tiny(tiny_root, "mode=multiview", "engine=ray"))
     assert res.code == EXIT_BATCH_FAILURES, res.stderr
     *items, summary = res.events
     by_image = {Path(e["image"]).name: e for e in items}
