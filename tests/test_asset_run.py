@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -117,3 +118,21 @@ def test_without_the_editor_there_is_no_prompt_tap_or_editor_forward():
     assert meta["prompt"] == {"editor": None, "expanded": None}
     assert meta["tap"] is None and meta["forwards"]["editor"] == 0
     assert meta["adapter"] is None and meta["mode"]["used"] is Mode.trellis
+
+
+def test_the_run_environment_names_the_gpu_and_its_driver_asked_once(monkeypatch):
+    from know3d_cli import machine
+
+    asked = []
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda index: f"NVIDIA H200 #{index}")
+    monkeypatch.setattr(machine, "gpus", lambda: asked.append(1) or [
+        machine.GpuInfo(0, "NVIDIA H200", "570.86.15", "9.0", 140.4, 136.7),
+        machine.GpuInfo(1, "NVIDIA H200", "570.86.15", "9.0", 140.4, 136.7)])
+    metadata._gpu.cache_clear()
+    try:
+        first, again = (metadata.RunEnvironment.capture("cuda:1") for _ in range(2))
+    finally:
+        metadata._gpu.cache_clear()
+    assert first.gpu == again.gpu == {"name": "NVIDIA H200 #1", "driver": "570.86.15"} and asked == [1]
+    cpu = metadata.RunEnvironment.capture("cpu")
+    assert cpu.gpu is None and cpu.command_line == sys.argv and cpu.started_at.endswith("+00:00")
