@@ -63,6 +63,7 @@ class AssetRun:
 
     job: AssetJob
     seed: int  # the seed used: `job.seed`, or drawn
+    environment: metadata.RunEnvironment  # when, where and how the run started
     prepared: PreparedImage
     expansion: BackViewExpansion | None  # None unless `mllm.expand`
     prompt: BackViewPrompt
@@ -82,7 +83,7 @@ class AssetRun:
 
     def files(self, context: RunContext) -> dict[str, bytes]:
         """The asset folder's files by name, but for `metadata.json`."""
-        files = {**self.mesh.files, "input.png": _png(self.prepared.rgba), **self.previews.files}
+        files = {**self.mesh.files, "input.png": input_png(self.prepared), **self.previews.files}
         if self.back_preview(context) is not Preview.none:
             files["back.png"] = _png(self.tap.preview)
         return files
@@ -96,6 +97,7 @@ class AssetRun:
             "id": job.id,
             "key": context.key(job, self.prepared.sha256),
             "input": _input_section(job, self.prepared),
+            "run": self.environment.as_dict(),
             "back": job.back,
             "prompt": {"editor": self.prompt.instruction if self.tap is not None else None,
                        "expanded": self.prompt.expanded},
@@ -120,7 +122,7 @@ class AssetRun:
             "versions": metadata.package_versions(),
             "warnings": self.warnings(plan),
             "files": [*files, metadata.METADATA_FILE],
-            "config": context.config,
+            "config": {**context.config, "back": job.back, "seed": self.seed},  # as run: the job's text and seed
         }
 
     def warnings(self, plan: RunPlan) -> list[str]:
@@ -130,7 +132,8 @@ class AssetRun:
 
 
 def _input_section(job: AssetJob, prepared: PreparedImage) -> dict[str, Any]:
-    return {"path": str(job.image), "sha256": prepared.sha256, "mask_source": prepared.mask_source,
+    return {"path": str(job.image), "absolute_path": str(job.image.resolve()), "sha256": prepared.sha256,
+            "mask_source": prepared.mask_source, "mask_warnings": list(prepared.mask_warnings),
             "original_size": list(prepared.original_size)}
 
 
@@ -158,10 +161,15 @@ def _rounded(timings: dict[str, float]) -> dict[str, float]:
     return {step: round(seconds, 4) for step, seconds in timings.items()}
 
 
+def input_png(prepared: PreparedImage) -> bytes:
+    """`input.png`: the cropped RGBA that conditioned the models (also what `--dry-run` writes)."""
+    return _png(prepared.rgba)
+
+
 def _png(image: Image.Image) -> bytes:
     buf = io.BytesIO()
     image.save(buf, format="PNG")
     return buf.getvalue()
 
 
-__all__ = ["AssetJob", "AssetRun", "RunContext", "StageTimings"]
+__all__ = ["AssetJob", "AssetRun", "RunContext", "StageTimings", "input_png"]

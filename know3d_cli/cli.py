@@ -7,10 +7,10 @@ logs, warnings and progress go to stderr. Errors are one line on stderr with a d
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import sys
-from dataclasses import replace
 from enum import Enum
 from functools import partial, wraps
 from pathlib import Path
@@ -19,7 +19,11 @@ from typing import Annotated, Any, Callable, Optional, TextIO
 import typer
 
 from . import __version__
-from .errors import EXIT_INTERRUPTED, EXIT_RUNTIME, EXIT_USAGE, Interrupted, Know3dError, UsageError
+from .config import MAX_SEED, EngineName, Know3dConfig, Mode, Preview
+from .errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, Interrupted, Know3dError, UsageError
+from .inputs import IdTemplate, expand_inputs, split_arguments
+from .manifest import RowDefaults, rows_from_images
+from .outputs import ExistingAsset
 from .progress import Progress
 
 logger = logging.getLogger("know3d_cli")
@@ -40,25 +44,6 @@ app.add_typer(config_app, name="config")
 _DEBUG = {"on": False}
 
 
-# The options' types mirror `config.Mode`, `config.Preview` and `config.MAX_SEED` (tests/test_cli.py checks that they
-# match) instead of importing them: `config` loads torch (its schema holds the TRELLIS.2 library's Enums), and
-# `--help` and usage errors must not wait for that.
-class Mode(str, Enum):
-    auto = "auto"
-    know3d = "know3d"
-    multiview = "multiview"
-    trellis = "trellis"
-
-
-class Preview(str, Enum):
-    x0 = "x0"
-    full = "full"
-    none = "none"
-
-
-MAX_SEED = 2**63 - 1
-
-
 # Shared options, declared once.
 OverridesArg = Annotated[
     Optional[list[str]],
@@ -68,15 +53,44 @@ OverridesArg = Annotated[
 OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Output directory (one folder per asset).")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display or info logs on stderr.")]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks and debug logs.")]
+BackOpt = Annotated[Optional[str], typer.Option("--back", "-b", show_default=False,
+                                                help="What the hidden back side looks like (default: config `back`, "
+                                                     "empty).")]
+SeedOpt = Annotated[Optional[int], typer.Option("--seed", min=0, max=MAX_SEED,
+                                                help="Random seed (default: drawn, recorded in metadata.json).",
+                                                show_default=False)]
+ModeOpt = Annotated[Optional[Mode], typer.Option(
+    "--mode", show_default=False, help="How the back view reaches TRELLIS.2 (auto = know3d with adapter weights, else "
+                                       f"multiview) (default: {Know3dConfig.mode.value}).")]
+PreviewOpt = Annotated[Optional[Preview], typer.Option(
+    "--preview", show_default=False, help="What back.png shows: the editor's estimate at the tap step (x0, free), the "
+                                          "finished edit (full) or nothing (none) "
+                                          f"(default: {Know3dConfig.preview.value}).")]
+IdTemplateOpt = Annotated[Optional[str], typer.Option(
+    "--id-template", show_default=False, help="Asset folder name made from {stem} {name} {parent} {index} {seed} "
+                                              "{mode}, e.g. \"{parent}_{stem}_s{seed}\" (default: {stem}).")]
+OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Regenerate and replace finished assets.")]
+DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Check inputs, config, models and outputs, run only the "
+                                                           "preprocessing and write each asset's input.png.")]
 
 GENERATE_EXAMPLES = """
 Examples:
 
   know3d generate mug.png --back "a zipper pocket"
 
+  know3d generate photos/*.png --back "a zipper pocket" --id-template "{parent}_{stem}_s{seed}" --seed 7
+
   know3d generate bag.jpg --back "two padded straps" --seed 7 --out assets/ tap.block=20
 
-  know3d generate toy.png --mode trellis precision=fp32 runtime.device=cpu
+  know3d generate toy.png --mode trellis precision=fp32 runtime.device=cpu --overwrite
+"""
+
+BATCH_EXAMPLES = """
+Examples:
+
+  know3d batch assets.csv --out assets/
+
+  find photos -name '*.png' | sed '1i image' | know3d batch - --back "a zipper pocket" --dry-run
 """
 
 
@@ -91,17 +105,20 @@ def _setup(quiet: bool, debug: bool) -> None:
     logging.getLogger("know3d_cli").setLevel(level)
     for noisy in ("httpx", "huggingface_hub", "diffusers", "transformers", "hydra"):
         logging.getLogger(noisy).setLevel(logging.ERROR if not debug else logging.INFO)
-    try:  # the HF libraries print progress bars and advice; keep stderr readable
-        from diffusers.utils import logging as dlog
-        from transformers.utils import logging as tlog
+    _quiet_hf_libraries(debug)
 
-        if not debug:
-            dlog.set_verbosity_error()
-            tlog.set_verbosity_error()
-        dlog.disable_progress_bar()
-        tlog.disable_progress_bar()
-    except ImportError:  # pragma: no cover - both are hard dependencies
-        pass
+
+def _quiet_hf_libraries(debug: bool) -> None:
+    """Keep the HF libraries' advice and progress bars off stderr without importing them (seconds of start-up):
+    their environment variables are read when they are first imported; one already imported is set directly."""
+    level = "info" if debug else "error"
+    for package, variable in (("diffusers", "DIFFUSERS_VERBOSITY"), ("transformers", "TRANSFORMERS_VERBOSITY")):
+        os.environ[variable] = level
+        if package in sys.modules:
+            module = importlib.import_module(f"{package}.utils.logging")
+            module.set_verbosity(logging.INFO if debug else logging.ERROR)
+            module.disable_progress_bar()
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
 
 
 class _StderrHandler(logging.StreamHandler):
@@ -155,33 +172,54 @@ def _interruptible(command: Callable[..., None]) -> Callable[..., None]:
 @app.command(epilog=GENERATE_EXAMPLES)
 @_interruptible
 def generate(
-    image: Annotated[Path, typer.Argument(help="Photo of the object (PNG/JPEG/WebP...; alpha is used as the mask).",
-                                          show_default=False)],
-    overrides: OverridesArg = None,
-    back: Annotated[Optional[str], typer.Option("--back", "-b", help="What the hidden back side looks like.")] = None,
+    arguments: Annotated[list[str], typer.Argument(
+        metavar="IMAGE... [KEY=VALUE...]",
+        help="Photos of the object (files, folders or globs; alpha is used as the mask), then config overrides "
+             "as key=value (e.g. tap.block=20).", show_default=False)],
+    back: BackOpt = None,
     out: OutOpt = Path("outputs"),
-    id: Annotated[Optional[str], typer.Option("--id", help="Asset id / folder name (default: image stem).")] = None,
-    seed: Annotated[Optional[int], typer.Option("--seed", min=0, max=MAX_SEED,
-                                                help="Random seed (default: random, recorded).")] = None,
-    mode: Annotated[Optional[Mode], typer.Option("--mode", help="auto | know3d | multiview | trellis.")] = None,
-    preview: Annotated[Optional[Preview], typer.Option("--preview", help="back.png: x0 | full | none.")] = None,
+    id: Annotated[Optional[str], typer.Option("--id", help="Asset id / folder name of a single image "
+                                                          "(default: from --id-template).", show_default=False)] = None,
+    id_template: IdTemplateOpt = None,
+    seed: SeedOpt = None,
+    mode: ModeOpt = None,
+    preview: PreviewOpt = None,
+    overwrite: OverwriteOpt = False,
+    skip_existing: Annotated[bool, typer.Option("--skip-existing", help="Keep finished assets and report them "
+                                                "as skipped (default: refuse to replace them).")] = False,
+    dry_run: DryRunOpt = False,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Generate one 3D asset from IMAGE (and --back text)."""
+    """Generate a 3D asset from each IMAGE (and the --back text); stops at the first failure."""
     _setup(quiet, debug)
-    from .pipeline import AssetJob, Know3dPipeline
+    inputs, overrides = split_arguments(arguments)
+    overrides += _flag_overrides(seed=seed, mode=mode, preview=preview)
+    existing = _existing_policy(overwrite, skip_existing, default=ExistingAsset.refuse)
+    template = _id_template(id_template, id)
+    cfg = _load(overrides)
+    if cfg.engine.name is not EngineName.local:
+        raise UsageError(f"engine={cfg.engine.name} schedules `know3d batch` items; generate runs in this process "
+                         "(pipe the images into `know3d batch -` to use it)")
+    images = expand_inputs(inputs)
+    if id is not None and len(images) > 1:
+        raise UsageError(f"--id names one asset but {len(images)} images were given; use --id-template")
+    defaults = RowDefaults(back=back, seed=cfg.seed, mode=str(cfg.mode), id_template=template)
+    rows = rows_from_images(images, defaults, explicit_id=None if id is None else _asset_id(id))
+    for row in rows:
+        if row.error is not None:  # two inputs, one id (or an unsafe one): nothing runs
+            raise UsageError(row.error)
+    from .batch import RunOptions, run_rows
 
-    ov = list(overrides or [])
-    ov += _flag_overrides(seed=seed, mode=mode, preview=preview)
-    cfg = _load(ov)
-    if back is not None:  # data, not config: set after composition so that nothing in it is parsed or interpolated
-        cfg = replace(cfg, back=back)
-    asset_id = _asset_id(id, image)
+    options = RunOptions(existing=existing, fail_fast=True, dry_run=dry_run, journal=False, log_failures=False,
+                         debug=debug)
     with Progress(enabled=not quiet) as progress:
-        pipeline = Know3dPipeline(cfg, progress=progress)
-        result = pipeline.run(AssetJob(image=image, id=asset_id, back=cfg.back, seed=cfg.seed), out)
-    emit(result.event())
+        summary = run_rows(rows, out, overrides, base=cfg, options=options, emit=partial(emit, progress=progress),
+                           progress=progress)
+    if summary.interrupted:
+        raise Interrupted("interrupted (Ctrl-C); nothing half-written was kept")
+    if summary.error is not None:
+        raise summary.error
 
 
 def _flag_overrides(**flags: Any) -> list[str]:
@@ -196,10 +234,23 @@ def _flag_overrides(**flags: Any) -> list[str]:
     return ov
 
 
-def _asset_id(explicit: str | None, image: Path) -> str:
+def _existing_policy(overwrite: bool, skip_existing: bool, default: ExistingAsset) -> ExistingAsset:
+    if overwrite and skip_existing:
+        raise UsageError("--overwrite and --skip-existing exclude each other")
+    if overwrite:
+        return ExistingAsset.overwrite
+    return ExistingAsset.skip if skip_existing else default
+
+
+def _id_template(text: str | None, explicit_id: str | None) -> IdTemplate:
+    if text is not None and explicit_id is not None:
+        raise UsageError("--id and --id-template exclude each other")
+    return IdTemplate(text) if text is not None else IdTemplate()
+
+
+def _asset_id(name: str) -> str:
     from .manifest import safe_id
 
-    name = explicit if explicit is not None else image.stem
     safe = safe_id(name)
     if safe is None:
         raise UsageError(f"unsafe asset id {name!r}: use letters, digits, '-', '_' or '.', without '/' or '..'")
@@ -207,33 +258,47 @@ def _asset_id(explicit: str | None, image: Path) -> str:
 
 
 # ------------------------------------------------------------------------------------ batch
-@app.command()
+@app.command(epilog=BATCH_EXAMPLES)
 @_interruptible
 def batch(
-    manifest: Annotated[Path, typer.Argument(help="CSV with columns image (required), back, id, seed.",
-                                             show_default=False)],
+    manifest: Annotated[str, typer.Argument(
+        metavar="MANIFEST", help="CSV with columns image (required), back, id, seed, mode, preview, overrides "
+                                 "(space-separated key=value); '-' reads it from stdin.", show_default=False)],
     overrides: OverridesArg = None,
     out: OutOpt = Path("outputs"),
-    no_resume: Annotated[bool, typer.Option("--no-resume", help="Regenerate items whose outputs exist.")] = False,
+    back: BackOpt = None,
+    seed: SeedOpt = None,
+    mode: ModeOpt = None,
+    preview: PreviewOpt = None,
+    id_template: IdTemplateOpt = None,
+    overwrite: OverwriteOpt = False,
+    skip_existing: Annotated[bool, typer.Option("--skip-existing", help="Keep finished assets and report them as "
+                                                "skipped (the default: a re-run resumes).")] = False,
+    no_resume: Annotated[bool, typer.Option("--no-resume", hidden=True, help="Old name of --overwrite.")] = False,
     fail_fast: Annotated[bool, typer.Option("--fail-fast", help="Stop at the first failed item.")] = False,
     shard: Annotated[Optional[str], typer.Option("--shard", help="Run only part i of n (0 <= i < n), split by id: "
                                                  "e.g. --shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT.",
                                                  show_default=False)] = None,
+    dry_run: DryRunOpt = False,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Generate every asset of a CSV manifest; models are loaded once, finished items are skipped."""
+    """Generate every asset of a CSV manifest (flags are row defaults); models load once, finished items are skipped."""
     _setup(quiet, debug)
     from .shard import parse_shard
 
     part = parse_shard(shard)
-    from .batch import run_batch
+    ov = list(overrides or []) + _flag_overrides(seed=seed, mode=mode, preview=preview)
+    existing = _existing_policy(overwrite or no_resume, skip_existing, default=ExistingAsset.skip)
+    template = _id_template(id_template, None)
+    cfg = _load(ov)
+    from .batch import RunOptions, run_batch  # loads torch: after the checks that answer at once
 
-    cfg = _load(list(overrides or []))
+    defaults = RowDefaults(back=back, seed=cfg.seed, mode=str(cfg.mode), id_template=template)
+    options = RunOptions(existing=existing, fail_fast=fail_fast, dry_run=dry_run, debug=debug)
     with Progress(enabled=not quiet) as progress:
-        summary = run_batch(manifest, out, cfg, shard=part, resume=not no_resume, fail_fast=fail_fast,
-                            emit=partial(emit, progress=progress, stream=sys.stdout), progress=progress,
-                            debug=debug)
+        summary = run_batch(manifest, out, ov, base=cfg, shard=part, defaults=defaults, options=options,
+                            emit=partial(emit, progress=progress, stream=sys.stdout), progress=progress)
     raise typer.Exit(summary.exit_code)
 
 
@@ -514,6 +579,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_RUNTIME
     except Exception as exc:
         # Click's usage errors (Typer vendors Click, so match them by their interface, not by class)
+        if type(exc).__name__ == "NoArgsIsHelpError":  # bare `know3d` (or `know3d models`): help was printed
+            return EXIT_OK
         format_message = getattr(exc, "format_message", None)
         if callable(format_message) and hasattr(exc, "exit_code"):
             _fail(format_message(), EXIT_USAGE, None)

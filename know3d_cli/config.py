@@ -24,7 +24,8 @@ from omegaconf import MISSING, OmegaConf
 from .choices import Choice
 from .errors import ConfigError
 from .train_config import TrainConfig, validate_train
-from .trellis2 import AdapterSettings, AttentionBackend, ConvBackend, Offload, Trellis2Settings
+from .trellis2.backends import AttentionBackend, ConvBackend, Offload
+from .trellis2.settings import AdapterSettings, Trellis2Settings
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ class Preview(Choice):
 class Background(Choice):
     """How the input's foreground mask is found."""
 
-    auto = "auto"  # alpha if present, else threshold
+    auto = "auto"  # alpha if present, else BiRefNet when its weights are on disk, else threshold (checked)
     alpha = "alpha"
     threshold = "threshold"
     birefnet = "birefnet"

@@ -1,14 +1,14 @@
-"""`know3d doctor`: one JSON object about this machine, the models and their licences. Loads no model."""
+"""`know3d doctor`: one JSON object about this machine, the models and their licences. Loads no model, and not
+torch either (it answers at once; GPUs come from `nvidia-smi`, see `machine.py`)."""
 
 from __future__ import annotations
 
 import platform
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from . import hub
+from . import hub, machine
 from .config import Know3dConfig
 from .errors import Know3dError
 from .io import ensure_writable_dir
@@ -38,13 +38,14 @@ def report(cfg: Know3dConfig, out: Path) -> dict[str, Any]:
     except Know3dError as exc:
         writable, out_error = False, str(exc)
     missing = [n for n in needed if not models[n]["present"]]
+    gpus, torch_cuda = machine.gpus(), machine.torch_cuda_build()
     return {
         "event": "doctor",
         "python": platform.python_version(),
         "platform": platform.platform(),
         "versions": package_versions(),
-        "cuda": {"available": torch.cuda.is_available(), "torch_cuda": torch.version.cuda,
-                 "gpus": _gpus()},
+        "cuda": {"available": bool(gpus) and torch_cuda is not None, "torch_cuda": torch_cuda,
+                 "gpus": [asdict(gpu) for gpu in gpus]},
         "models": models,
         "missing_models": missing,
         "pull_command": f"know3d models pull {' '.join(missing)}" if missing else None,
@@ -52,14 +53,3 @@ def report(cfg: Know3dConfig, out: Path) -> dict[str, Any]:
         "ready": not missing and writable,
     }
 
-
-def _gpus() -> list[dict[str, Any]]:
-    gpus = []
-    if not torch.cuda.is_available():
-        return gpus
-    for i in range(torch.cuda.device_count()):
-        free, total = torch.cuda.mem_get_info(i)
-        props = torch.cuda.get_device_properties(i)
-        gpus.append({"index": i, "name": props.name, "capability": f"{props.major}.{props.minor}",
-                     "memory_total_gb": round(total / 2**30, 2), "memory_free_gb": round(free / 2**30, 2)})
-    return gpus

@@ -54,8 +54,8 @@ def pull_command(name: str) -> str:
     return f"know3d models pull {name}"
 
 
-def resolve(cfg: Know3dConfig, name: str) -> ResolvedModel:
-    """Find model `name` on disk, downloading it only when `models.allow_download` is true."""
+def resolve(cfg: Know3dConfig, name: str, *, download: bool | None = None) -> ResolvedModel:
+    """Find model `name` on disk, downloading it only when `download` (default: `models.allow_download`) is true."""
     spec = spec_of(cfg, name)
     if spec.path:
         path = Path(spec.path).expanduser()
@@ -67,7 +67,7 @@ def resolve(cfg: Know3dConfig, name: str) -> ResolvedModel:
     try:
         path = _snapshot(name, spec, cfg.models.cache_dir, local_only=True)
     except ModelMissingError:
-        if not cfg.models.allow_download:
+        if not (cfg.models.allow_download if download is None else download):
             raise
         path = _snapshot(name, spec, cfg.models.cache_dir, local_only=False)
     return ResolvedModel(name, spec.repo, path, path.name)

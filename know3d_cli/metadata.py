@@ -1,10 +1,15 @@
-"""metadata.json: what was run, with which models and settings, how long it took; and the resume key."""
+"""metadata.json: what was run, where and when, with which models and settings, how long it took; and the resume
+key."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import platform
+import sys
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
 from importlib import metadata as importlib_metadata
 from typing import Any
 
@@ -59,3 +64,38 @@ def read(path) -> dict[str, Any] | None:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return None
     return meta if isinstance(meta, dict) and meta.get("schema_version") == SCHEMA_VERSION else None
+
+
+# ------------------------------------------------------------------------------------ the run and what it wrote
+@dataclass(frozen=True)
+class RunEnvironment:
+    """Where and when an asset was made (metadata.json `run`), captured as its run starts."""
+
+    started_at: str  # UTC, ISO 8601 ("2026-11-30T00:27:50.123456+00:00")
+    command_line: list[str]  # sys.argv as the process received it
+    host: str
+    gpu: dict[str, Any] | None  # {"name", "driver"} of the CUDA device the run uses; None on a CPU
+
+    @classmethod
+    def capture(cls, device: str) -> RunEnvironment:
+        """The environment now, for a run on `device` ("cpu", "cuda", "cuda:1")."""
+        from .machine import host_name
+
+        return cls(started_at=datetime.now(timezone.utc).isoformat(), command_line=list(sys.argv),
+                   host=host_name(), gpu=_gpu(device) if device.startswith("cuda") else None)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@functools.lru_cache(maxsize=None)
+def _gpu(device: str) -> dict[str, Any]:
+    """{"name", "driver"} of CUDA device `device` (asked once per process: `nvidia-smi` takes a moment)."""
+    import torch  # already loaded by the run that asks
+
+    from .machine import gpus
+
+    index = torch.device(device).index
+    name = torch.cuda.get_device_name(index if index is not None else torch.cuda.current_device())
+    drivers = sorted({info.driver for info in gpus()})
+    return {"name": name, "driver": drivers[0] if len(drivers) == 1 else (drivers or None)}

@@ -40,6 +40,8 @@ import socket
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from . import metadata
+from .choices import Choice
 from .errors import OutputError, WriteFailure
 from .metadata import dumps
 
@@ -83,6 +85,29 @@ ASSET_FILES = {"model.glb", "model.obj", "model.mtl", "model.ply", "input.png", 
                "turntable.webp", "metadata.json"}
 ASSET_FILES |= {f"model_{texture}.{ext}" for texture in ("basecolor", "roughness", "metallic")  # the OBJ's textures
                 for ext in ("png", "webp")}
+
+
+class ExistingAsset(Choice):
+    """What a run does with an asset folder that already holds a finished asset (`--overwrite`, `--skip-existing`)."""
+
+    refuse = "refuse"  # fail the item before any work (`generate`'s default)
+    skip = "skip"  # keep it and report the item as skipped (`batch`'s default: a re-run resumes)
+    overwrite = "overwrite"  # regenerate and replace it whole
+
+
+def finished_asset(out: Path, asset_id: str) -> dict[str, Any] | None:
+    """The metadata of the finished asset in `<out>/<id>` (every file it lists is there), else None.
+
+    A folder that is absent, holds only a dry run's `input.png`, or lost a file is not a finished asset.
+    """
+    folder = out / asset_id
+    meta = metadata.read(folder / metadata.METADATA_FILE)
+    if meta is None:
+        return None
+    files = meta.get("files", [])
+    if not isinstance(files, list) or not all(isinstance(name, str) and (folder / name).is_file() for name in files):
+        return None
+    return meta
 
 
 def _is_asset_file(name: str) -> bool:
@@ -390,5 +415,5 @@ def latest_results(records: Iterable[Mapping[str, Any]]) -> dict[str, Mapping[st
     return latest
 
 
-__all__ = ["ASSET_FILES", "RESULTS_FILE", "AssetLock", "ResultsLog", "check_asset_path", "clean_stale",
-           "latest_results", "read_results", "recover", "write_asset"]
+__all__ = ["ASSET_FILES", "RESULTS_FILE", "AssetLock", "ExistingAsset", "ResultsLog", "check_asset_path",
+           "clean_stale", "finished_asset", "latest_results", "read_results", "recover", "write_asset"]

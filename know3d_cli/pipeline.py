@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -30,6 +30,9 @@ from .run_plan import plan_run
 from .runtime import resolve_runtime
 from .stage_models import StageModels
 from .timing import timed_stages
+
+if TYPE_CHECKING:
+    from .preprocess import PreparedImage
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +79,15 @@ class Know3dPipeline:
         if self._text_limit is not None:
             self._text_limit.check(build_back_prompt(job.back).instruction, P_VIEW)
 
+    def prepare(self, image: Path) -> PreparedImage:
+        """The chain's first stage, alone for `--dry-run`: the masked, cropped image. It starts the asset's stage
+        sequence."""
+        from .preprocess import prepare_image
+
+        self.models.start_asset()
+        with self.models.using("birefnet") as masker:
+            return prepare_image(image, self.cfg.preprocess, birefnet=masker)
+
     def run(self, job: AssetJob, out_root: Path, *, locked: bool = False) -> GenerateResult:
         """Generate one asset into `out_root/job.id`; nothing is written unless every stage succeeded.
 
@@ -93,16 +105,15 @@ class Know3dPipeline:
         from .editor import imagine_back
         from .export import encode_mesh, render_previews
         from .mllm import build_back_prompt
-        from .preprocess import prepare_image
 
         cfg, models, plan = self.cfg, self.models, self.context.plan
+        environment = metadata.RunEnvironment.capture(str(self.context.runtime.device))
         seed = job.seed if job.seed is not None else secrets.randbelow(2**31)
         timings = StageTimings()
         stage = _StageClock(self.progress, job.id, timings.stages)
-        models.start_asset()
 
-        with stage("preprocess"), models.using("birefnet") as masker:
-            prepared = prepare_image(job.image, cfg.preprocess, birefnet=masker)
+        with stage("preprocess"):
+            prepared = self.prepare(job.image)
         expansion = None
         if cfg.mllm.expand:
             with stage("mllm"), models.using("mllm") as expander:
@@ -113,17 +124,18 @@ class Know3dPipeline:
             with stage("editor"), models.using("editor") as editor:
                 tap = imagine_back(editor, prepared.image, prompt.instruction, cfg.editor, cfg.tap,
                                    preview=cfg.preview, generator=torch.Generator("cpu").manual_seed(seed),
-                                   need_full_image=plan.mode is Mode.multiview)
+                                   need_full_image=plan.mode is Mode.multiview, on_step=self.progress.steps)
         with stage("trellis2"), models.using("trellis2") as trellis:
             generated = trellis(prepared.image, seed=seed,
                                 back_view=tap.preview if plan.mode is Mode.multiview else None,
                                 editor_tokens=tap.hidden if plan.mode is Mode.know3d else None,
-                                stage_hook=timed_stages(timings.trellis2, self.progress.note))
+                                stage_hook=timed_stages(timings.trellis2, self.progress.note),
+                                on_step=self.progress.steps)
         with stage("export"):
             mesh = encode_mesh(generated.asset, cfg.export, timings.export)
         with stage("preview"):
             previews = render_previews(mesh, cfg.export, timings.export)
-        return AssetRun(job, seed, prepared, expansion, prompt, tap, generated, mesh, previews, timings)
+        return AssetRun(job, seed, environment, prepared, expansion, prompt, tap, generated, mesh, previews, timings)
 
     def _write(self, run: AssetRun, out_root: Path) -> GenerateResult:
         files = run.files(self.context)

@@ -2,14 +2,17 @@
 
 Who does what:
 
-- **The driver** (this process) does everything the local engine does around an item, so resume, locks and the
-  journal behave the same: it takes the item's `AssetLock`, checks resume, and alone counts, prints (stdout JSON
-  lines, progress) and appends `results.jsonl` before it releases the lock.
-- **Each actor** holds one `Know3dPipeline`, whose models load on its first item and stay loaded, and runs
-  `batch.generate_row` (the local engine's code for one item), which writes the asset folder all or nothing
-  (`write_asset`) under the driver's lock. Assets go straight to the shared disk, never through the driver, so
-  `--out` and the images must be on a filesystem every Ray node sees at the same path (an actor checks that it sees
-  the driver's `results.jsonl` before it takes work; relative paths are taken from the driver's working folder).
+- **The driver** (this process) does everything the local engine does around an item, so the row checks, the
+  finished-asset policy, locks and the journal behave the same: every row was checked before any work
+  (`BatchContext.checks`); it takes the item's `AssetLock`, applies the policy (`BatchContext.settle`), and alone
+  counts, prints (stdout JSON lines, progress) and appends `results.jsonl` before it releases the lock.
+- **Each actor** holds the pipelines of the rows' configurations (`batch.PipelineCache`, as the local engine does:
+  a row with its own `mode` / `preview` / `overrides` cells comes with the configuration the driver composed and
+  checked; models load on first use and stay loaded while rows keep those settings) and runs `batch.generate_row`
+  (the local engine's code for one item), which writes the asset folder all or nothing (`write_asset`) under the
+  driver's lock. Assets go straight to the shared disk, never through the driver, so `--out` and the images must
+  be on a filesystem every Ray node sees at the same path (an actor checks that it sees the driver's
+  `results.jsonl` before it takes work; relative paths are taken from the driver's working folder).
 
 Scheduling: every idle actor gets the next item (one item in flight per actor), so a slow item holds up its actor
 only. An item that fails with a runtime error (out of memory, a generation failure, anything unexpected) or whose
@@ -36,10 +39,10 @@ from .batch import (
     BatchContext,
     Engine,
     Outcome,
+    PipelineCache,
+    RunOptions,
     failed,
     generate_row,
-    job_of,
-    skipped_if_finished,
 )
 from .config import Know3dConfig, RayEngineConfig
 from .errors import (
@@ -53,7 +56,7 @@ from .errors import (
 )
 from .manifest import ManifestRow
 from .outputs import AssetLock, recover
-from .pipeline import AssetJob, Know3dPipeline
+from .pipeline import AssetJob
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +82,7 @@ def run_on_ray(rows: list[ManifestRow], ctx: BatchContext) -> None:
 
     # Ray's driver prints raylet errors ("a worker died ...") on sys.stdout, which carries JSON lines only
     with redirect_stdout(sys.stderr):
-        started = connect(ray, ctx.cfg.engine.ray.address)
+        started = connect(ray, ctx.configs.base.engine.ray.address)
         try:
             _Driver(ray, ctx).run(rows)
         finally:
@@ -119,24 +122,26 @@ def actor_plan(resources: dict[str, float], settings: RayEngineConfig) -> tuple[
 
 
 class BatchWorker:
-    """A Ray actor's state: one pipeline whose models stay loaded across items."""
+    """A Ray actor's state: the pipelines of the rows' configurations, whose models stay loaded across items."""
 
-    def __init__(self, cfg: Know3dConfig, out: str, cwd: str):
+    def __init__(self, cfg: Know3dConfig, out: str, cwd: str, argv: list[str] | None = None):
         import torch
 
         if os.path.isdir(cwd):
             os.chdir(cwd)  # relative image paths resolve as on the driver
+        if argv is not None:
+            sys.argv = list(argv)  # metadata.json records the command that made the asset, not Ray's worker
         # CPU float reductions depend on the thread count: files are byte-identical to a local run with as many
         torch.set_num_threads(max(1, round(cfg.engine.ray.cpus_per_actor)))
         self.out = Path(out)
-        self.pipeline: Know3dPipeline | None = None
+        self.pipelines = PipelineCache()
         self.problem: Know3dError | None = None
         try:
             if not (self.out / RESULTS_FILE).is_file():
                 raise OutputError(f"{out} on Ray node {socket.gethostname()} is not the driver's output folder: with "
                                   "engine=ray, --out (and the images) must be on a filesystem every node sees at the "
                                   "same path")
-            self.pipeline = Know3dPipeline(cfg, keep_models=True)  # checks models and settings on this node
+            self.pipelines.get(cfg)  # checks the command's models and settings on this node
         except Know3dError as exc:
             self.problem = exc
 
@@ -144,14 +149,20 @@ class BatchWorker:
         """Why this actor cannot take work, or None."""
         return self.problem
 
-    def run(self, row: ManifestRow, job: AssetJob, debug: bool) -> Outcome:
-        return generate_row(row, job, self.pipeline, self.out, debug)
+    def run(self, row: ManifestRow, job: AssetJob, cfg: Know3dConfig, options: RunOptions) -> Outcome:
+        """One item with the row's configuration `cfg` (composed and checked by the driver)."""
+        try:
+            pipeline = self.pipelines.activate(self.pipelines.get(cfg))
+        except Know3dError as exc:  # this node lacks a model the row's settings need
+            return failed(row, exc)
+        return generate_row(row, job, pipeline, self.out, options)
 
 
 @dataclass
 class _Item:
     row: ManifestRow
     job: AssetJob
+    cfg: Know3dConfig  # the row's configuration
     lock: AssetLock  # held by the driver from the first attempt until the item's line is in results.jsonl
     attempts: int = 0
     tried: set[int] = field(default_factory=set)  # serials of the actors it ran on
@@ -161,7 +172,7 @@ class _Driver:
     """The scheduling loop: actors, the queue, and what is in flight."""
 
     def __init__(self, ray: Any, ctx: BatchContext):
-        self.ray, self.ctx, self.settings = ray, ctx, ctx.cfg.engine.ray
+        self.ray, self.ctx, self.settings = ray, ctx, ctx.configs.base.engine.ray
         self.actor_class = ray.remote(BatchWorker)
         self.actor_resources: dict[str, float] = {}
         self.actors: dict[int, Any] = {}  # serial -> live actor handle
@@ -205,7 +216,7 @@ class _Driver:
                 row = self.deferred.pop(0)
                 lock = AssetLock(self.ctx.out, row.id)
                 lock.acquire()
-                item = self._take(row, lock, resume=True)
+                item = self._take(row, lock, deferred=True)
                 if item is not None:
                     self.retry.append(item)
                 continue
@@ -223,7 +234,7 @@ class _Driver:
             self.idle.remove(serial)
             item.attempts += 1
             item.tried.add(serial)
-            ref = self.actors[serial].run.remote(item.row, item.job, self.ctx.debug)
+            ref = self.actors[serial].run.remote(item.row, item.job, item.cfg, self.ctx.options)
             self.inflight[ref] = (serial, item)
 
     def _next_item(self, serial: int) -> _Item | None:
@@ -238,11 +249,12 @@ class _Driver:
                 return item
         return None
 
-    def _take(self, row: ManifestRow, lock: AssetLock | None = None, resume: bool = False) -> _Item | None:
-        """The row as an item to run, holding its lock; None when it needs no actor (reported as a bad row or as
-        finished) or another process holds its id (deferred)."""
-        if row.error:
-            self._finish(failed(row, row.error, "bad_input"))
+    def _take(self, row: ManifestRow, lock: AssetLock | None = None, deferred: bool = False) -> _Item | None:
+        """The row as an item to run, holding its lock; None when it needs no actor (reported as a row that failed
+        its check, or settled by the finished-asset policy) or another process holds its id (deferred)."""
+        check = self.ctx.checks.get(row.line)
+        if check is not None:
+            self._finish(check)
             return None
         if lock is None:
             lock = AssetLock(self.ctx.out, row.id)
@@ -251,12 +263,12 @@ class _Driver:
                             row.id, lock.holder() or "unknown")
                 self.deferred.append(row)
                 return None
-        item = self.held[row.id] = _Item(row, job_of(row, self.ctx.cfg), lock)  # from now on Ctrl-C releases it
-        if self.ctx.resume or resume:
-            skipped = skipped_if_finished(row, item.job, self.ctx.pipeline, self.ctx.out)
-            if skipped is not None:
-                self._finish(skipped, item)
-                return None
+        # from now on Ctrl-C releases the lock
+        item = self.held[row.id] = _Item(row, self.ctx.job(row), self.ctx.configs.of(row), lock)
+        settled = self.ctx.settle(row, item.job, deferred=deferred)
+        if settled is not None:
+            self._finish(settled, item)
+            return None
         return item
 
     def _collect(self, ref: Any) -> None:
@@ -272,7 +284,7 @@ class _Driver:
             if item is None:
                 raise
             self.idle.append(serial)
-            self._retry_or_fail(item, failed(item.row, f"Ray: {_first_line(exc)}", "internal"))
+            self._retry_or_fail(item, failed(item.row, Know3dError(f"Ray: {_first_line(exc)}"), "internal"))
             return
         if item is None:  # the actor's `ready`
             if result is not None:
@@ -306,7 +318,8 @@ class _Driver:
     # ------------------------------------------------------------------------------- actors
     def _start_actor(self) -> None:
         self.serials += 1
-        actor = self.actor_class.options(**self.actor_resources).remote(self.ctx.cfg, str(self.ctx.out), os.getcwd())
+        actor = self.actor_class.options(**self.actor_resources).remote(self.ctx.configs.base, str(self.ctx.out),
+                                                                        os.getcwd(), sys.argv)
         self.actors[self.serials] = actor
         self.inflight[actor.ready.remote()] = (self.serials, None)
 
@@ -319,7 +332,8 @@ class _Driver:
         self.lost += 1
         if item is not None:
             recover(self.ctx.out, item.job.id)  # the lock is still ours: remove the dead writer's partial folder
-            self._retry_or_fail(item, failed(item.row, f"the Ray actor running it was lost ({reason})", "worker_lost"))
+            self._retry_or_fail(item, failed(item.row, Know3dError(f"the Ray actor running it was lost ({reason})"),
+                                             "worker_lost"))
         if self.lost <= self.settings.max_lost_actors:
             self._start_actor()
         elif not self.actors:

@@ -18,8 +18,8 @@ from typing import Any
 import torch
 
 from . import hub
-from .config import Know3dConfig
-from .errors import OutOfMemory
+from .config import Background, Know3dConfig
+from .errors import ModelMissingError, OutOfMemory
 from .run_plan import RunPlan
 from .runtime import Runtime, reset_peak_memory
 from .trellis2 import Residency
@@ -60,6 +60,11 @@ class StageModels:
         self.residency = Residency(runtime.device, runtime.offload, STAGE_SEQUENCE)
         self.resolved: dict[str, hub.ResolvedModel] = {name: hub.resolve(cfg, name)
                                                        for name in hub.needed_models(cfg)}
+        if cfg.preprocess.background is Background.auto:  # BiRefNet when its weights were pulled, else threshold
+            try:
+                self.resolved["birefnet"] = hub.resolve(cfg, "birefnet", download=False)
+            except ModelMissingError:
+                pass
         self._loaders: dict[str, Callable[[Path], Any]] = {
             "birefnet": self._load_birefnet,
             "mllm": self._load_mllm,
@@ -77,7 +82,7 @@ class StageModels:
     def using(self, name: str) -> Iterator[Any]:
         """The model of stage `name` for the block: loaded on first use, on the compute device while the block runs
         (sequential offload sends it home after), dropped after the block unless kept. Yields None for a model the
-        run does not need (birefnet unless `preprocess.background=birefnet`).
+        run does not need (birefnet unless `preprocess.background=birefnet`, or `auto` with its weights on disk).
 
         Raises:
             OutOfMemory: CUDA ran out of memory in the block (exit 4, with what to try).
@@ -100,6 +105,11 @@ class StageModels:
             ) from exc
         finally:
             self.release(name)
+
+    def release_all(self) -> None:
+        """Drop every loaded model, kept or not (a batch moving on to rows with other settings)."""
+        self._loaded.clear()
+        self.residency.free_cache()
 
     def release(self, name: str) -> None:
         """Drop a stage's model, unless models are kept (batch)."""

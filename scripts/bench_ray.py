@@ -41,7 +41,6 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from know3d_cli.batch import run_batch  # noqa: E402
-from know3d_cli.config import load_config  # noqa: E402
 from know3d_cli.metadata import METADATA_FILE  # noqa: E402
 
 CHAINS = {
@@ -64,7 +63,6 @@ def write_manifest(folder: Path, items: int) -> Path:
 
 
 def run(manifest: Path, out: Path, overrides: list[str], actors: int) -> dict:
-    cfg = load_config(overrides)
     arrivals: list[float] = []
     start = time.perf_counter()
 
@@ -74,7 +72,7 @@ def run(manifest: Path, out: Path, overrides: list[str], actors: int) -> dict:
             if event["status"] != "ok":
                 raise RuntimeError(f"item failed: {event}")
 
-    summary = run_batch(manifest, out, cfg, emit=emit)
+    summary = run_batch(manifest, out, overrides, emit=emit)
     wall = time.perf_counter() - start
     k = max(1, actors)
     steady = (len(arrivals) - k) / (arrivals[-1] - arrivals[k - 1]) if len(arrivals) > k else None

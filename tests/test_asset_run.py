@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -26,8 +27,10 @@ from know3d_cli.trellis2 import PipelineType, Trellis2Output
 METADATA_FIELDS = {
     "schema_version", "id", "key", "input", "back", "prompt", "mode", "preview", "seed", "seed_requested", "models",
     "adapter", "tap", "forwards", "trellis2", "export", "geometry", "timings_s", "peak_memory", "device", "dtype",
-    "versions", "warnings", "files", "config",
+    "versions", "warnings", "files", "config", "run",
 }
+ENVIRONMENT = metadata.RunEnvironment("2026-11-30T00:27:50+00:00", ["know3d", "generate", "in/mug.png"], "render-7",
+                                      {"name": "NVIDIA H200", "driver": "570.86.15"})
 JOB = AssetJob(image=Path("in/mug.png"), id="mug", back="a zipper pocket", seed=None)
 
 
@@ -49,7 +52,7 @@ def asset_run(tap: bool = True, back_image: bool = True, expansion: str | None =
         256, {"ss": 22, "shape_lr": 21, "shape_hr": 21, "tex": 12}, {"ss": 4096, "voxels": 900},
         ("token cap lowered the resolution",))
     described = BackViewExpansion(expansion, "raw", (), ("unparsable answer",)) if expansion is not None else None
-    return AssetRun(JOB, 1234, prepared, described, build_back_prompt(JOB.back, expansion), editor_tap, generated,
+    return AssetRun(JOB, 1234, ENVIRONMENT, prepared, described, build_back_prompt(JOB.back, expansion), editor_tap, generated,
                     EncodedMesh({"model.glb": b"glTF"}, "model.glb", Placement(1.0, (0.0, 0.0, 0.0)),
                                 [[0.0] * 3, [1.0] * 3], 4, 6), Previews({}, [], {}),
                     StageTimings({"preprocess": 0.5}, {"ss": 0.123456}, {"encode": 0.1}))
@@ -81,8 +84,11 @@ def test_every_metadata_section_comes_from_its_stage_result():
     assert meta["id"] == "mug" and meta["back"] == "a zipper pocket"
     assert meta["seed"] == 1234 and meta["seed_requested"] is None
     assert meta["key"] == metadata.run_key("ab" * 32, "a zipper pocket", None, ctx.config) == ctx.key(JOB, "ab" * 32)
-    assert meta["input"] == {"path": "in/mug.png", "sha256": "ab" * 32, "mask_source": "threshold",
+    assert meta["input"] == {"path": "in/mug.png", "absolute_path": str(Path("in/mug.png").resolve()),
+                             "sha256": "ab" * 32, "mask_source": "threshold", "mask_warnings": [],
                              "original_size": [96, 80]}
+    assert meta["run"] == {"started_at": "2026-11-30T00:27:50+00:00", "command_line": ["know3d", "generate",
+                           "in/mug.png"], "host": "render-7", "gpu": {"name": "NVIDIA H200", "driver": "570.86.15"}}
     assert meta["prompt"]["expanded"] == "a zipped pocket on the back"
     assert meta["prompt"]["editor"].endswith("a zipped pocket on the back")  # the expansion replaces the hint
     assert meta["mode"] == {"requested": "auto", "used": "know3d"} and meta["adapter"] == "/adapter"
@@ -98,12 +104,13 @@ def test_every_metadata_section_comes_from_its_stage_result():
                                 "textured": False, "generated": {"vertices": 5, "faces": 7}}
     assert meta["export"] == {"format": "glb", "timings_s": {"encode": 0.1}, "model_file": "model.glb",
                               "placement": {"scale": 1.0, "translation": [0.0, 0.0, 0.0]},
-                              "bounds": [[0.0] * 3, [1.0] * 3], "preview": {}}
+                              "bounds": [[0.0] * 3, [1.0] * 3], "textures": {}, "preview": {}}
     assert meta["timings_s"] == {"preprocess": 0.5}
     assert meta["warnings"] == ["auto fell back", "first frame used", "unparsable answer",
                                 "token cap lowered the resolution"]  # in chain order
     assert meta["device"] == "cpu" and meta["dtype"] == "float32" and meta["peak_memory"]["kind"] == "peak_rss"
-    assert meta["config"] == json.loads(json.dumps(ctx.config))
+    # the resolved config as run: its back text and seed are the job's (the drawn seed), not the config defaults
+    assert meta["config"] == {**json.loads(json.dumps(ctx.config)), "back": "a zipper pocket", "seed": 1234}
 
 
 def test_without_the_editor_there_is_no_prompt_tap_or_editor_forward():
@@ -111,3 +118,21 @@ def test_without_the_editor_there_is_no_prompt_tap_or_editor_forward():
     assert meta["prompt"] == {"editor": None, "expanded": None}
     assert meta["tap"] is None and meta["forwards"]["editor"] == 0
     assert meta["adapter"] is None and meta["mode"]["used"] is Mode.trellis
+
+
+def test_the_run_environment_names_the_gpu_and_its_driver_asked_once(monkeypatch):
+    from know3d_cli import machine
+
+    asked = []
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda index: f"NVIDIA H200 #{index}")
+    monkeypatch.setattr(machine, "gpus", lambda: asked.append(1) or [
+        machine.GpuInfo(0, "NVIDIA H200", "570.86.15", "9.0", 140.4, 136.7),
+        machine.GpuInfo(1, "NVIDIA H200", "570.86.15", "9.0", 140.4, 136.7)])
+    metadata._gpu.cache_clear()
+    try:
+        first, again = (metadata.RunEnvironment.capture("cuda:1") for _ in range(2))
+    finally:
+        metadata._gpu.cache_clear()
+    assert first.gpu == again.gpu == {"name": "NVIDIA H200 #1", "driver": "570.86.15"} and asked == [1]
+    cpu = metadata.RunEnvironment.capture("cpu")
+    assert cpu.gpu is None and cpu.command_line == sys.argv and cpu.started_at.endswith("+00:00")

@@ -1,5 +1,6 @@
-"""`run_batch` around a stand-in pipeline: one item's failure stays its own, finished items are skipped on a re-run,
-Ctrl-C and a full disk end the batch with a summary, `--fail-fast` stops at the first failure."""
+"""`run_batch` around a stand-in pipeline: one item's failure stays its own, finished items are skipped on a re-run
+(and say whether they are up to date), Ctrl-C and a full disk end the batch with a summary, `--fail-fast` stops at
+the first failure; rows with their own settings get their own pipeline."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 from PIL import Image
 
 from know3d_cli import batch, metadata
-from know3d_cli.batch import BatchSummary, run_batch
+from know3d_cli.batch import BatchSummary, RunOptions, run_batch
 from know3d_cli.config import load_config
 from know3d_cli.errors import (
     EXIT_BATCH_FAILURES,
@@ -22,7 +23,7 @@ from know3d_cli.errors import (
     InputError,
     WriteFailure,
 )
-from know3d_cli.outputs import AssetLock, write_asset
+from know3d_cli.outputs import AssetLock, ExistingAsset, write_asset
 from know3d_cli.pipeline import GenerateResult
 
 FAILURES = {
@@ -37,9 +38,20 @@ class StandInPipeline:
     """Generates an asset folder whose metadata carries the resume key; ids in FAILURES raise instead."""
 
     made: list[str] = []
+    built: list = []  # the configurations of the pipelines made
+    released: list = []  # the configurations whose models were freed
 
     def __init__(self, cfg, progress=None, keep_models=False):
         assert keep_models  # a batch keeps its models loaded for the next item
+        self.cfg = cfg
+        self.models = self  # stands in for its `StageModels` too
+        type(self).built.append(cfg)
+
+    def release_all(self):
+        type(self).released.append(self.cfg)
+
+    def check_job(self, job, out_root):
+        pass
 
     def expected_key(self, job, input_sha256):
         return f"{input_sha256}:{job.back}:{job.seed}"
@@ -58,7 +70,7 @@ class StandInPipeline:
 
 @pytest.fixture
 def stand_in(monkeypatch):
-    StandInPipeline.made = []
+    StandInPipeline.made, StandInPipeline.built, StandInPipeline.released = [], [], []
     monkeypatch.setattr(batch, "Know3dPipeline", StandInPipeline)
     return StandInPipeline
 
@@ -71,10 +83,13 @@ def manifest(folder: Path, *ids: str, extra: str = "") -> Path:
     return path
 
 
-def run(path: Path, out: Path, **kwargs):
+OVERRIDES = ["preset=tiny", "models.tiny_root=/nonexistent"]
+
+
+def run(path: Path, out: Path, **options):
     events: list[dict] = []
-    cfg = load_config(["preset=tiny", "models.tiny_root=/nonexistent"])
-    summary = run_batch(path, out, cfg, emit=events.append, **kwargs)
+    summary = run_batch(path, out, OVERRIDES, base=load_config(OVERRIDES), emit=events.append,
+                        options=RunOptions(**options))
     return summary, events
 
 
@@ -85,7 +100,7 @@ def test_one_item_failing_does_not_stop_the_others_and_each_line_says_why(stand_
     assert [(e["id"], e["status"], e.get("code")) for e in items] == [
         ("a", "ok", None), ("unreadable", "failed", "bad_input"), ("bug", "failed", "internal"), ("b", "ok", None),
         ("missing", "failed", "bad_input")]
-    assert items[2]["error"] == "RuntimeError: boom" and items[4]["line"] == 6
+    assert items[2]["error"] == "unexpected RuntimeError: boom" and items[4]["line"] == 6
     assert summary == BatchSummary(5, 2, 3, 0, False) and summary.exit_code == EXIT_BATCH_FAILURES
     assert last == {**summary.event(tmp_path / "out" / batch.RESULTS_FILE),
                     "report": str(tmp_path / "out" / "index.html")}  # the review gallery, written at the end
@@ -94,16 +109,20 @@ def test_one_item_failing_does_not_stop_the_others_and_each_line_says_why(stand_
     assert len({e["run"] for e in logged}) == 1
 
 
-def test_a_rerun_skips_finished_items_unless_their_inputs_changed(stand_in, tmp_path):
+def test_a_rerun_skips_finished_items_and_says_which_are_out_of_date(stand_in, tmp_path, caplog):
     path = manifest(tmp_path, "a", "b")
     assert run(path, tmp_path / "out")[0].exit_code == EXIT_OK
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "b.png")  # another image: another key
     summary, events = run(path, tmp_path / "out")
-    assert [(e["id"], e["status"]) for e in events[:-1]] == [("a", "skipped"), ("b", "ok")]
-    assert summary.skipped == 1 and stand_in.made == ["a", "b", "b"]
+    assert [(e["id"], e["status"], e["up_to_date"]) for e in events[:-1]] == [("a", "skipped", True),
+                                                                              ("b", "skipped", False)]
+    assert events[0]["files"] == ["model.glb", metadata.METADATA_FILE] and events[0]["mode"] == "trellis"
+    assert "b: a finished asset made from other inputs or settings is kept" in caplog.text
+    assert summary.skipped == 2 and stand_in.made == ["a", "b"]
     (tmp_path / "out" / "a" / "model.glb").unlink()  # an incomplete folder is redone
-    assert run(path, tmp_path / "out", resume=True)[1][0]["status"] == "ok"
-    assert run(path, tmp_path / "out", resume=False)[1][0]["status"] == "ok"
+    assert run(path, tmp_path / "out")[1][0]["status"] == "ok"
+    summary, events = run(path, tmp_path / "out", existing=ExistingAsset.overwrite)
+    assert [e["status"] for e in events[:-1]] == ["ok", "ok"] and stand_in.made == ["a", "b", "a", "a", "b"]
 
 
 def test_ctrl_c_ends_with_a_summary_and_exit_130(stand_in, tmp_path, caplog):
@@ -151,3 +170,22 @@ def test_an_item_another_process_holds_is_done_last_once_its_lock_is_free(stand_
 ])
 def test_the_exit_code_says_how_the_batch_ended(summary, code):
     assert summary.exit_code == code
+
+
+def test_rows_with_their_own_settings_share_a_pipeline_per_configuration_and_bad_rows_fail_before_any_work(
+        stand_in, tmp_path):
+    path = manifest(tmp_path, "a", "b", "c", "d", "e")
+    path.write_text("image,id,mode,overrides\na.png,a,,\nb.png,b,,export.faces=3000\nc.png,c,,engine=ray\n"
+                    "d.png,d,,tap.blok=1\ne.png,e,trellis,export.faces=3000\n")
+    summary, events = run(path, tmp_path / "fast", fail_fast=True)
+    assert [(e["id"], e["code"]) for e in events[:-1]] == [("c", "invalid_config")]  # the first bad row; no work
+    assert stand_in.made == [] and "sets the engine" in events[0]["error"]
+
+    summary, events = run(path, tmp_path / "out")
+    assert [(e["id"], e["status"]) for e in events[:-1]] == [("a", "ok"), ("b", "ok"), ("c", "failed"),
+                                                              ("d", "failed"), ("e", "ok")]
+    assert "tap.blok" in events[3]["error"] and events[3]["code"] == "invalid_config"
+    base = load_config(OVERRIDES)
+    built = [(cfg.mode.value, cfg.export.faces) for cfg in stand_in.built]
+    assert built == [(base.mode.value, base.export.faces), (base.mode.value, 3000), ("trellis", 3000)] * 2  # per run
+    assert stand_in.released == stand_in.built[3:5]  # moving on to other settings frees the previous models

@@ -107,14 +107,6 @@ def test_unknown_command_is_usage_error(run_cli):
     _one_error_line(res.stderr)
 
 
-def test_cli_option_types_mirror_the_config_schema():
-    from know3d_cli import cli, config
-
-    assert [m.value for m in cli.Mode] == list(config.Mode.values())
-    assert [m.value for m in cli.Preview] == list(config.Preview.values())
-    assert cli.MAX_SEED == config.MAX_SEED
-
-
 def test_importing_the_cli_does_not_load_torch():
     code = "import sys, know3d_cli.cli; print('torch' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -209,3 +201,62 @@ def test_progress_notes_update_the_running_stage(monkeypatch):
         assert not progress._rich.tasks
         progress.note("ignored outside a stage")
     assert not Progress(enabled=False).enabled
+
+
+def test_bare_know3d_prints_help_and_exits_0(run_cli):
+    res = run_cli()
+    assert res.code == 0 and "error" not in res.stderr
+    assert "Commands" in res.stdout and "generate" in res.stdout
+
+
+def test_mode_and_preview_help_show_the_config_defaults(run_cli, monkeypatch):
+    from know3d_cli.config import Know3dConfig
+
+    monkeypatch.setenv("COLUMNS", "400")  # one help line per option
+    for command in ("generate", "batch"):
+        res = run_cli(command, "--help")
+        assert res.code == 0
+        lines = {line.split()[1]: line for line in res.stdout.splitlines() if line.startswith("│ --")}
+        assert f"(default: {Know3dConfig().mode.value})" in lines["--mode"]
+        assert f"(default: {Know3dConfig().preview.value})" in lines["--preview"]
+
+
+def test_instant_commands_load_no_torch_diffusers_or_transformers(tmp_path):
+    # `config show`, `models list`, `doctor` and config errors answer in about a second (BENCHMARKS.md "Start-up")
+    code = f"""
+import sys
+from know3d_cli.cli import main
+codes = [main(["config", "show"]), main(["models", "list", "models.cache_dir={tmp_path}"]),
+         main(["doctor", "--out", "{tmp_path / 'out'}", "models.cache_dir={tmp_path}"]),
+         main(["config", "show", "tap.block=abc"]), main(["generate", "{tmp_path / 'x.png'}", "no_such.key=1"]),
+         main(["batch", "{tmp_path / 'm.csv'}", "mode=sideways"])]
+print(codes, sorted(m for m in ("torch", "diffusers", "transformers") if m in sys.modules), file=sys.stderr)
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.strip().splitlines()[-1] == "[0, 0, 0, 2, 2, 2] []"
+
+
+def test_doctor_reports_gpus_without_torch(monkeypatch):
+    from know3d_cli import machine
+
+    class Done:
+        returncode = 0
+        stdout = "0, NVIDIA H200, 570.86.15, 143771, 140000, 9.0\n1, NVIDIA H200, 570.86.15, 143771, [N/A], [N/A]\n"
+        stderr = ""
+
+    monkeypatch.setattr(machine.shutil, "which", lambda name: "/usr/bin/nvidia-smi")
+    monkeypatch.setattr(machine.subprocess, "run", lambda *a, **k: Done())
+    first, second = machine.gpus()
+    assert first == machine.GpuInfo(0, "NVIDIA H200", "570.86.15", "9.0", 140.4, 136.72)
+    assert second.capability is None and second.memory_free_gb is None
+    monkeypatch.setattr(machine.shutil, "which", lambda name: None)
+    assert machine.gpus() == []
+    assert machine.torch_cuda_build() is None or machine.torch_cuda_build()[0].isdigit()
+
+
+def test_generate_refuses_the_ray_engine_before_any_work(run_cli, tmp_path):
+    res = run_cli("generate", tmp_path / "mug.png", "--out", tmp_path / "out", "engine=ray")
+    assert res.code == 2 and res.stdout == ""
+    assert "know3d batch -" in res.stderr and "Traceback" not in res.stderr
+    assert not (tmp_path / "out").exists()

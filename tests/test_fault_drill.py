@@ -177,7 +177,8 @@ def test_full_disk_generate_is_exit_4_with_one_line_and_nothing_written(run_cli,
     assert res.code == EXIT_RUNTIME, res.stderr
     (line,) = [ln for ln in res.stderr.splitlines() if ln.startswith("error:")]
     assert "No space left on device" in line and "Traceback" not in res.stderr
-    assert res.stdout == ""
+    (event,) = res.events  # the item's "failed" line, as batch prints it
+    assert event["status"] == "failed" and event["code"] == "write_failure" and event["error"] in line
     assert sorted(os.listdir(full_disk)) == before  # no asset folder, no partial or temporary file
 
 

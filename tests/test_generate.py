@@ -7,12 +7,15 @@ tests/trellis2/test_pipeline.py)."""
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import signal
+import socket
 import sys
 import zlib
 from contextlib import contextmanager
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -307,6 +310,13 @@ BAD_INPUTS = [
 ]
 
 
+# cases found while checking or making the asset: stdout carries its "failed" line (the others fail the command)
+ASSET_FAILURES = {"missing file", "non-image file", "empty file", "fifo without a writer", "device", "truncated png",
+                  "zero-size image", "huge image", "fully transparent", "100k-character back text",
+                  "back text not UTF-8", "asset id too long", "<out>/<id> is a file", "<out>/<id> holds other files",
+                  "disk full while writing", "unexpected error"}
+
+
 @pytest.mark.parametrize("case,make,extra,code,needle,fault", BAD_INPUTS, ids=[c[0] for c in BAD_INPUTS])
 def test_bad_input_is_one_line_with_exit_code_and_no_output(run_cli, tiny_root, tmp_path, monkeypatch, disk_full, case,
                                                             make, extra, code, needle, fault):
@@ -331,7 +341,12 @@ def test_bad_input_is_one_line_with_exit_code_and_no_output(run_cli, tiny_root, 
     assert res.code == code, res.stderr
     assert needle.lower() in _error_line(res.stderr).lower()
     assert len(res.stderr.splitlines()) == 1, res.stderr  # the error line and nothing else
-    assert res.stdout == ""
+    if case in ASSET_FAILURES:
+        (line,) = res.events
+        assert line["status"] == "failed" and line["id"] == ("é" * 120 if "--id" in extra else "in")
+        assert line["error"] in _error_line(res.stderr) and line["code"] not in (None, "", "error")
+    else:
+        assert res.stdout == ""
     after = {name: (out / name).read_bytes() for name in asset_files(out) if (out / name).is_file()}
     assert after == before  # no partial, temporary or lock file, nothing changed
 
@@ -382,7 +397,126 @@ def test_failed_run_keeps_the_previous_finished_asset(run_cli, tiny_root, tmp_pa
     assert ok.code == EXIT_OK
     before = {name: (out / "mug" / name).read_bytes() for name in os.listdir(out / "mug")}
     _transparent(image)
-    failed = run_cli("generate", image, "--out", out, *settings)
+    failed = run_cli("generate", image, "--out", out, "--overwrite", *settings)
     assert failed.code == EXIT_MISSING
     after = {name: (out / "mug" / name).read_bytes() for name in os.listdir(out / "mug")}
     assert after == before
+
+
+# ------------------------------------------------------------------------------------------------ studio use
+def _studio(root: Path, out: Path, *extra: str) -> tuple:
+    return ("--out", out, "--quiet", *tiny(root, *FAST_SS, *extra))
+
+
+def test_generate_takes_a_glob_names_by_template_and_never_replaces_silently(run_cli, tiny_root, tmp_path,
+                                                                             monkeypatch):
+    shots = tmp_path / "shots"
+    shots.mkdir()
+    photo(shots / "mug.png")
+    photo(shots / "cup.png", size=80)
+    out = tmp_path / "out"
+    named = ("--id-template", "{parent}_{stem}_s{seed}", "--seed", "3", "--back", "a pocket")
+    res = run_cli("generate", str(shots / "*.png"), *named, *_studio(tiny_root, out))  # as a quoted glob
+    assert res.code == EXIT_OK, res.stderr
+    assert [(e["id"], e["status"]) for e in res.events] == [("shots_cup_s3", "ok"), ("shots_mug_s3", "ok")]
+    meta = json.loads((out / "shots_mug_s3" / METADATA_FILE).read_text())
+    run = meta["run"]
+    assert datetime.fromisoformat(run["started_at"]).utcoffset() == timedelta(0)
+    assert run["command_line"] == sys.argv and run["host"] == socket.gethostname() and run["gpu"] is None
+    assert meta["input"]["absolute_path"] == str((shots / "mug.png").resolve())
+    assert meta["config"]["back"] == meta["back"] == "a pocket" and meta["config"]["seed"] == meta["seed"] == 3
+    assert meta["input"]["mask_warnings"] == [] and meta["geometry"]["faces"] > 0
+    assert all(lo < hi for lo, hi in zip(*meta["export"]["bounds"]))
+    assert meta["export"]["textures"] == {}  # an SS-only asset is untextured
+    finished = {name: (out / "shots_mug_s3" / name).read_bytes() for name in os.listdir(out / "shots_mug_s3")}
+
+    _fail_if_a_model_loads(monkeypatch)
+    refused = run_cli("generate", *sorted(shots.glob("*.png")), *named, *_studio(tiny_root, out))
+    assert refused.code == EXIT_USAGE
+    (line,) = refused.events  # the first refusal stops the command before any work
+    assert line["status"] == "failed" and line["code"] == "bad_output" and "--overwrite" in line["error"]
+    skipped = run_cli("generate", *sorted(shots.glob("*.png")), *named, "--skip-existing", *_studio(tiny_root, out))
+    assert skipped.code == EXIT_OK
+    assert [(e["status"], e["mode"], e["seed"]) for e in skipped.events] == [("skipped", "trellis", 3)] * 2
+    assert sorted(skipped.events[1]["files"]) == sorted(finished)
+    assert {name: (out / "shots_mug_s3" / name).read_bytes() for name in os.listdir(out / "shots_mug_s3")} == finished
+
+    monkeypatch.undo()
+    again = run_cli("generate", shots / "mug.png", *named, "--overwrite", *_studio(tiny_root, out, "export.format=obj"))
+    assert again.code == EXIT_OK, again.stderr
+    (line,) = again.events
+    assert sorted(os.listdir(out / "shots_mug_s3")) == sorted(line["files"])  # replaced whole: no stale GLB
+    assert "model.obj" in line["files"] and "model.glb" not in line["files"]
+
+
+def test_two_inputs_with_one_id_fail_before_any_work(run_cli, tiny_root, tmp_path, monkeypatch):
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        photo(tmp_path / folder / "chair.png")
+    _fail_if_a_model_loads(monkeypatch)
+    out = tmp_path / "out"
+    res = run_cli("generate", tmp_path / "a" / "chair.png", tmp_path / "b" / "chair.png", *_studio(tiny_root, out))
+    assert res.code == EXIT_USAGE
+    assert "two inputs cannot share one asset folder" in _error_line(res.stderr) and res.stdout == ""
+    assert not out.exists()
+    res = run_cli("generate", tmp_path / "a" / "chair.png", tmp_path / "b" / "chair.png", "--id", "x",
+                  *_studio(tiny_root, out))
+    assert res.code == EXIT_USAGE and "--id-template" in _error_line(res.stderr)
+
+
+def test_an_asset_finished_by_a_parallel_invocation_is_not_replaced(run_cli, tiny_root, tmp_path, monkeypatch):
+    from know3d_cli.metadata import SCHEMA_VERSION
+    from know3d_cli.outputs import AssetLock, write_asset
+
+    image = photo(tmp_path / "mug.png")
+    out = tmp_path / "out"
+    theirs = {"model.glb": b"theirs",
+              METADATA_FILE: json.dumps({"schema_version": SCHEMA_VERSION, "files": ["model.glb"]}).encode()}
+    real_acquire = AssetLock.acquire
+
+    def acquire(self, blocking=True):  # the other invocation finished the same id while this one waited
+        got = real_acquire(self, blocking)
+        if got and not (out / self.asset_id).exists():
+            write_asset(out, self.asset_id, theirs)
+        return got
+
+    monkeypatch.setattr(AssetLock, "acquire", acquire)
+    _fail_if_a_model_loads(monkeypatch)
+    res = run_cli("generate", image, *_studio(tiny_root, out))
+    assert res.code == EXIT_USAGE
+    (line,) = res.events
+    assert line["status"] == "failed" and "holds a finished asset" in line["error"]
+    assert (out / "mug" / "model.glb").read_bytes() == b"theirs"
+
+
+def test_batch_from_stdin_dry_run_checks_every_row_before_any_model(run_cli, tiny_root, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    photo(tmp_path / "good.png")
+    photo(tmp_path / "other.png")
+    manifest = ("image,back,mode,preview,overrides\n"
+                "good.png,,,,\n"
+                "other.png,own back,trellis,none,export.faces=3000\n"
+                "bad.png,,sideways,,\n"
+                "worse.png,,,,tap.blok=3\n")
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(manifest.encode())))
+    _fail_if_a_model_loads(monkeypatch)
+    out = tmp_path / "out"
+    monkeypatch.setitem(sys.modules, "ray", None)  # a dry run only preprocesses: in this process, without Ray
+    res = run_cli("batch", "-", "--out", out, "--dry-run", "--back", "flag back", "--seed", "11", "--quiet",
+                  *tiny(tiny_root, "mode=multiview", "engine=ray"))
+    assert res.code == EXIT_BATCH_FAILURES, res.stderr
+    *items, summary = res.events
+    by_image = {Path(e["image"]).name: e for e in items}
+    assert [by_image[n]["status"] for n in ("good.png", "other.png", "bad.png", "worse.png")] == \
+        ["checked", "checked", "failed", "failed"]
+    assert by_image["good.png"]["seed"] == 11 and by_image["good.png"]["mode"] == "multiview"
+    assert by_image["other.png"]["mode"] == "trellis" and by_image["good.png"]["files"] == ["input.png"]
+    assert "sideways" in by_image["bad.png"]["error"]
+    assert "tap.blok" in by_image["worse.png"]["error"] and by_image["worse.png"]["code"] == "invalid_config"
+    assert summary["checked"] == 2 and summary["failed"] == 2 and summary["ok"] == 0
+    assert sorted(os.listdir(out / "good")) == ["input.png"]  # preprocessing only, nothing else
+
+    generated = run_cli("generate", "good.png", "--dry-run", "--out", out, "--quiet", *tiny(tiny_root))
+    assert generated.code == EXIT_OK, generated.stderr
+    (line,) = generated.events
+    assert line["status"] == "checked" and line["files"] == ["input.png"] and line["mask"] == "threshold"

@@ -9,8 +9,9 @@ Layers, lowest first (each may import its own layer and the ones below it):
    Hydra, Typer or Rich).
 3. infrastructure: `config` (the schema; its `trellis2` / `adapter` sections are the library's settings),
    `train_config` (its `train` section), `runtime`, `timing`, `io`, `outputs` (the shared output folder: asset
-   locks, all-or-nothing asset folders, results.jsonl), `metadata`, `manifest`, `progress`, `hub`, `render` (the
-   offscreen renderer and voxel depth pictures), `shard` (the stable `--shard i/n` split).
+   locks, all-or-nothing asset folders, results.jsonl), `metadata`, `manifest`, `inputs` (generate's images and
+   the id template), `machine` (host and GPUs, torch-free), `progress`, `hub`, `render` (the offscreen renderer and
+   voxel depth pictures), `shard` (the stable `--shard i/n` split).
 4. stages: `preprocess`, `mllm`, `editor`, `export`; a stage never imports another stage.
 5. tools: `tiny` (tiny random models in the real layouts), `data` (training data: assets, O-Voxel, and views
    rendered through the `preprocess` crop), `report` (the review gallery of an output folder).
@@ -37,7 +38,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("foundation", {"__init__", "errors", "choices", "geometry"}),
     ("library", {"trellis2"}),
     ("infrastructure", {"config", "train_config", "runtime", "timing", "io", "outputs", "metadata", "manifest",
-                        "progress", "hub", "render", "shard"}),
+                        "inputs", "machine", "progress", "hub", "render", "shard"}),
     ("stages", {"preprocess", "mllm", "editor", "export"}),
     ("tools", {"tiny", "data", "report"}),
     ("wiring", {"run_plan", "stage_models", "asset_run", "pipeline", "batch", "ray_engine", "demo", "doctor", "train"}),

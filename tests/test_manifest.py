@@ -12,7 +12,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from know3d_cli.errors import InputError
-from know3d_cli.manifest import ManifestRow, read_manifest, safe_id
+from know3d_cli.inputs import IdTemplate
+from know3d_cli.manifest import ManifestRow, RowDefaults, read_manifest, safe_id
 
 
 def _write(tmp_path: Path, text: str, name: str = "items.csv", encoding: str = "utf-8") -> Path:
@@ -76,7 +77,7 @@ def test_unsafe_image_stems(tmp_path):
     assert rows[2].id == "ok" and rows[2].error is None
 
 
-def test_duplicate_ids(tmp_path):
+def test_two_rows_with_one_id_fail_the_later_row(tmp_path):
     text = ("image,id\n"
             "a/chair.png,\n"
             "b/chair.png,\n"
@@ -84,19 +85,53 @@ def test_duplicate_ids(tmp_path):
             "d.png,chair-4\n"
             "e.png,mug\n"
             "f.png,MUG\n"
-            "g/chair.png,\n")
+            "g/chair-4.png,\n")
     rows = read_manifest(_write(tmp_path, text))
     ids = [r.id for r in rows]
-    # derived ids get suffixes that skip the explicit 'chair-4'; a repeated explicit id fails the later row
-    assert ids == ["chair", "chair-2", "Chair-3", "chair-4", "mug", None, "chair-5"]
+    # ids compare case-insensitively; explicit ids are claimed first; a later row that maps to a taken id fails
+    assert ids == ["chair", None, None, "chair-4", "mug", None, None]
+    assert "line 2" in rows[1].error and "two inputs" in rows[1].error
     assert "duplicate id" in rows[5].error
-    assert [r.error is None for r in rows] == [True, True, True, True, True, False, True]
+    assert "line 5" in rows[6].error
+    assert [r.error is None for r in rows] == [True, False, False, True, True, False, False]
 
 
 def test_explicit_id_beats_an_earlier_derived_stem(tmp_path):
     rows = read_manifest(_write(tmp_path, "image,id\nchair.png,\nother.png,chair\n"))
-    assert [r.id for r in rows] == ["chair-2", "chair"]
-    assert all(r.error is None for r in rows)
+    assert [r.id for r in rows] == [None, "chair"]
+    assert "line 3" in rows[0].error and rows[1].error is None
+
+
+def test_id_template_tells_apart_same_named_images(tmp_path):
+    rows = read_manifest(_write(tmp_path, "image,seed\na/chair.png,3\nb/chair.png,\n"),
+                         RowDefaults(seed=9, id_template=IdTemplate("{parent}_{stem}_s{seed}_{index}")))
+    assert [r.id for r in rows] == ["a_chair_s3_1", "b_chair_s9_2"]
+    assert [r.seed for r in rows] == [3, 9]
+
+
+def test_mode_preview_and_overrides_columns(tmp_path):
+    text = ('image,mode,preview,overrides\n'
+            'a.png,trellis,none,"tap.block=3 back=\'two words\'"\n'
+            'b.png,sideways,,\n'
+            'c.png,,x1,\n'
+            'd.png,,,tap.block\n'
+            'e.png,,,"a=\'unclosed"\n'
+            'f.png,,,\n')
+    rows = read_manifest(_write(tmp_path, text))
+    assert rows[0].error is None
+    assert rows[0].config_overrides() == ["mode=trellis", "preview=none", "tap.block=3", "back=two words"]
+    assert "mode 'sideways'" in rows[1].error and "know3d" in rows[1].error
+    assert "preview 'x1'" in rows[2].error
+    assert "not key=value" in rows[3].error
+    assert "cannot be split" in rows[4].error
+    assert rows[5].error is None and rows[5].config_overrides() == []
+
+
+def test_manifest_from_stdin_is_relative_to_the_working_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"image,back\nimgs/a.png,x\n")))
+    (row,) = read_manifest("-", RowDefaults(back="default", seed=4))
+    assert row.image == tmp_path / "imgs" / "a.png" and row.back == "x" and row.seed == 4 and row.id == "a"
 
 
 @pytest.mark.parametrize("seed", ["-1", "1.5", "abc", "1e3", str(2**63)])

@@ -83,6 +83,8 @@ def test_tiny_know3d_generation_is_byte_identical_and_complete(run_cli, tiny_roo
     assert set(meta["timings_s"]) == {"preprocess", "editor", "trellis2", "export", "preview"}
     assert sorted(meta["files"]) == sorted(os.listdir(asset))
     assert meta["export"]["preview"]["files"] == ["preview.png"] and meta["export"]["bounds"][0][1] == 0.0
+    side = meta["config"]["export"]["texture_size"]
+    assert meta["export"]["textures"] == {"base_color": [side, side], "metallic_roughness": [side, side]}
     assert Image.open(asset / "preview.png").size[0] > 4 * meta["config"]["export"]["preview_size"]
     assert meta["forwards"]["trellis2_per_run"] == {"ss": 22, "shape_lr": 21, "shape_hr": 21, "tex": 12}
     assert meta["tap"]["step_index"] == round(0.25 * meta["config"]["editor"]["steps"])
@@ -110,14 +112,14 @@ class Recorder:
         self.calls.append(("mllm", {"image": image, "user_text": user_text}))
         return BackViewExpansion("a pocket with a zip", "raw", (), ())
 
-    def imagine_back(self, pipe, image, prompt, cfg, tap, preview, generator, need_full_image):
+    def imagine_back(self, pipe, image, prompt, cfg, tap, preview, generator, need_full_image, on_step):
         self.calls.append(("editor", {"image": image, "prompt": prompt, "seed": generator.initial_seed(),
-                                      "need_full_image": need_full_image}))
+                                      "need_full_image": need_full_image, "on_step": on_step}))
         return self.tap
 
-    def __call__(self, image, seed, back_view, editor_tokens, stage_hook):  # TRELLIS.2
+    def __call__(self, image, seed, back_view, editor_tokens, stage_hook, on_step):  # TRELLIS.2
         self.calls.append(("trellis2", {"image": image, "seed": seed, "back_view": back_view,
-                                        "editor_tokens": editor_tokens}))
+                                        "editor_tokens": editor_tokens, "on_step": on_step}))
         with stage_hook("ss"):
             pass
         asset = Asset3D(torch.zeros(3, 3), torch.tensor([[0, 1, 2]]), "ss", 64)
@@ -166,9 +168,10 @@ def test_each_mode_hands_trellis2_what_it_needs(chain, tiny_root, tmp_path, mode
     assert prepared.mode == "RGB" and prepared.width == prepared.height and calls["trellis2"]["seed"] == 5
     assert (calls["trellis2"]["back_view"] is recorder.tap.preview) is back_view
     assert (calls["trellis2"]["editor_tokens"] is recorder.tap.hidden) is editor_tokens
+    assert calls["trellis2"]["on_step"] == pipeline.progress.steps  # sampler steps reach the progress bar
     if editor_used:
         assert calls["editor"] == {"image": prepared, "prompt": calls["editor"]["prompt"], "seed": 5,
-                                   "need_full_image": mode is Mode.multiview}
+                                   "need_full_image": mode is Mode.multiview, "on_step": pipeline.progress.steps}
         assert calls["editor"]["prompt"].endswith("a pocket")
     assert result.metadata["mode"]["used"] is mode
     assert (tmp_path / "out" / "mug" / METADATA_FILE).is_file()

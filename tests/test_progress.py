@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import fcntl
+import io
 import json
 import os
 import pty
 import re
+import struct
+import sys
+import termios
 import threading
 
 import numpy as np
@@ -15,6 +20,7 @@ from PIL import Image
 from know3d_cli.cli import main
 
 ERASE_LINE = "\x1b[2K"  # what Rich writes before printing above its live display
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork and a pseudo-terminal")
@@ -29,6 +35,7 @@ def test_batch_stdout_is_complete_while_stderr_is_a_terminal(tiny_root, tmp_path
             "mode=trellis", "trellis2.pipeline_type=ss", "trellis2.ss.steps=1", "export.faces=2000"]
 
     master, terminal = pty.openpty()  # stderr: a terminal, so the live display runs
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))  # a 80-column terminal
     read_out, write_out = os.pipe()  # stdout: a pipe, as in `know3d batch m.csv | jq`
     captured = bytearray()
 
@@ -70,3 +77,28 @@ def test_batch_stdout_is_complete_while_stderr_is_a_terminal(tiny_root, tmp_path
     assert len(logs) == 2, screen
     for start in logs:  # each log line starts on a cleared line above the bars, not inside a bar's line
         assert screen[:start].endswith((ERASE_LINE, "\n")), repr(screen[max(0, start - 80):start + 30])
+    visible = [line for line in re.split(r"[\r\n]", ANSI.sub("", screen)) if line.strip()]
+    assert visible and max(map(len, visible)) <= 80, max(visible, key=len)  # no bar wraps in 80 columns
+
+
+def test_stage_bars_show_steps_and_time_left_and_go_when_done(monkeypatch):
+    from rich.console import Console
+
+    from know3d_cli.progress import Progress
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+    with Progress() as progress:
+        progress.items(12)
+        with progress.stage("trellis2", "a-long-asset-name-from-a-studio-shoot"):
+            progress.note("shape_lr")
+            progress.steps(3, 12)
+            screen = Console(file=io.StringIO(), width=80, color_system=None)
+            screen.print(progress._rich.get_renderable())
+            lines = screen.file.getvalue().splitlines()
+            assert len(lines) == 2 and max(map(len, lines)) <= 80, lines  # the asset counter and one stage bar
+            (bar,) = [line for line in lines if "3/12" in line]
+            assert "a-long-asset-name" in bar and "…" in bar  # the name is cut, the counts are not
+            assert re.search(r"(-:--|\d+:\d\d)\s+\d+:\d\d:\d\d\s*$", bar), bar  # time left, then elapsed
+            progress.note("shape_hr")  # the next sub-stage counts its own steps
+            assert progress._rich.tasks[-1].completed == 0 and progress._rich.tasks[-1].total is None
+        assert [task.description for task in progress._rich.tasks] == ["assets"]  # the finished bar is gone

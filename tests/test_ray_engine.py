@@ -33,7 +33,7 @@ from know3d_cli.report.page import ASSETS_DIR
 
 SMALLEST = ("preset=tiny", "mode=trellis", "trellis2.pipeline_type=ss", "trellis2.ss.steps=1", "export.faces=2000",
             "preprocess.max_side=64")
-TIMINGS = ("timings_s", "peak_memory")  # what may differ between two runs of the same item
+TIMINGS = ("timings_s", "peak_memory", "run")  # what may differ between two runs of the same item (times, start)
 
 
 def settings(root: Path, *extra: str) -> list[str]:
@@ -44,14 +44,16 @@ def on_ray(*extra: str) -> list[str]:
     return ["engine=ray", "engine.ray.cpu_actors=2", *extra]
 
 
-def manifest(folder: Path, names: list[str], name: str = "assets.csv") -> Path:
+def manifest(folder: Path, names: list[str], name: str = "assets.csv",
+             overrides: dict[str, str] | None = None) -> Path:
     arr = np.full((48, 48, 3), 255, np.uint8)
     arr[10:38, 12:36] = (40, 80, 200)
     for index, asset in enumerate(names):
         arr[20, 20 + index] = (0, 0, 0)  # a different input per row
         Image.fromarray(arr).save(folder / f"{asset}.png")
     path = folder / name
-    path.write_text("image,seed\n" + "".join(f"{asset}.png,{i}\n" for i, asset in enumerate(names)), encoding="utf-8")
+    path.write_text("image,seed,overrides\n" + "".join(f"{asset}.png,{i},{(overrides or {}).get(asset, '')}\n"
+                                                      for i, asset in enumerate(names)), encoding="utf-8")
     return path
 
 
@@ -134,7 +136,7 @@ def attempts_of(record: Path) -> dict[str, list[int]]:
 # ------------------------------------------------------------------------------------ on Ray
 def test_every_item_once_the_local_files_a_lost_actor_redone_and_a_failing_item_retried_elsewhere(
         run_cli, tiny_root, tmp_path, faults, one_thread):
-    csv = manifest(tmp_path, ["a", "b", "c", "d"])
+    csv = manifest(tmp_path, ["a", "b", "c", "d"], overrides={"c": "export.faces=1500"})  # c: its own settings
     local = run_cli("batch", csv, "--out", tmp_path / "local", *settings(tiny_root))
     assert local.code == EXIT_OK, local.stderr
 
@@ -159,11 +161,13 @@ def test_every_item_once_the_local_files_a_lost_actor_redone_and_a_failing_item_
             assert (out / asset / name).read_bytes() == (tmp_path / "local" / asset / name).read_bytes(), name
         ray_meta, local_meta = (json.loads((folder / asset / METADATA_FILE).read_text())
                                 for folder in (out, tmp_path / "local"))
+        assert ray_meta["run"]["command_line"] == local_meta["run"]["command_line"]  # the driver's, not Ray's worker
         for meta in (ray_meta, local_meta):
             for key in TIMINGS:
                 meta.pop(key)
             meta["trellis2"].pop("timings_s"), meta["export"].pop("timings_s")
         assert ray_meta == local_meta and "engine" not in ray_meta["config"]
+        assert ray_meta["config"]["export"]["faces"] == (1500 if asset == "c" else 2000)
 
 
 def test_ctrl_c_cancels_with_a_summary_and_exit_130_then_resume_skips_finished_items(run_cli, tiny_root, tmp_path,

@@ -85,6 +85,12 @@ def test_a_batch_keeps_its_models_loaded(models):
             pass
     assert batch.loads == ["editor", "trellis2"] and editor.moves == ["cuda", "cpu"] * 2
     assert len(batch.freed) == 4  # after each stage of each asset; nothing dropped
+    batch.release_all()  # the batch moves on to rows with other settings
+    assert len(batch.freed) == 5
+    batch.start_asset()
+    with batch.using("editor"):
+        pass
+    assert batch.loads == ["editor", "trellis2", "editor"]  # loaded again
 
 
 @pytest.mark.parametrize("device, offload", [("cpu", Offload.sequential), ("cuda", Offload.none)])
@@ -114,3 +120,18 @@ def test_out_of_memory_is_a_one_line_error_with_what_to_try(models):
         with single.using("trellis2"):
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
     assert single._loaded == {} and single.freed  # the cache freed, the model dropped
+
+
+def test_background_auto_uses_birefnet_only_when_its_weights_are_on_disk(tiny_root, models, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    absent = models("cpu", False, f"models.cache_dir={tmp_path / 'hf'}")  # auto, the default: never downloads
+    assert "birefnet" not in absent.resolved
+    with absent.using("birefnet") as masker:
+        assert masker is None and absent.loads == []  # the threshold mask, checked
+    (tmp_path / "birefnet").mkdir()
+    pulled = models("cpu", False, f"models.birefnet.path={tmp_path / 'birefnet'}")
+    assert pulled.resolved["birefnet"].path == tmp_path / "birefnet"
+    with pulled.using("birefnet") as masker:
+        assert masker.name == "birefnet" and pulled.loads == ["birefnet"]
+    assert "birefnet" not in models("cpu", False, "preprocess.background=threshold",
+                                    f"models.birefnet.path={tmp_path / 'birefnet'}").resolved

@@ -7,6 +7,7 @@ Cost with the default tap (step round(0.25 * 40) = 10, true CFG): 22 transformer
 from __future__ import annotations
 
 import logging
+from typing import Any, Callable
 
 import torch
 from PIL import Image
@@ -28,6 +29,7 @@ def imagine_back(
     preview: Preview = Preview.x0,
     generator: torch.Generator | None = None,
     need_full_image: bool = False,
+    on_step: Callable[[int, int], None] | None = None,
 ) -> EditorTap:
     """Edit `image` towards its back view with `prompt` and tap the MMDiT hidden states on the way.
 
@@ -41,6 +43,8 @@ def imagine_back(
             schedule and returns the final image; "none" stops right after the tap.
         generator: source of the initial noise.
         need_full_image: finish the schedule whatever `preview` says (multiview mode needs the back view).
+        on_step: called as `on_step(n, N)` after each denoising step that runs (progress display); N counts the
+            steps up to the tap when the run stops there.
 
     Returns:
         The tap; `preview` holds an RGB image of side `cfg.resolution` (floored to the pipeline's multiple) or None.
@@ -59,6 +63,11 @@ def imagine_back(
     x0_preview = preview == Preview.x0 and not finish
     step = tap_step_index(tap.step_frac, cfg.steps)
     stop = None if finish else ("step" if x0_preview else "block")
+    steps_run = cfg.steps if finish else step + 1
+
+    def step_done(pipe: Any, index: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
+        on_step(index + 1, steps_run)
+        return tensors
 
     with torch.no_grad(), condition_area(pipe, cfg.condition_area), hidden_state_tap(
         pipe, tap.block, step, passes=2 if guided else 1, tokens=tap.tokens, stop=stop, keep_velocity=x0_preview
@@ -73,6 +82,7 @@ def imagine_back(
             num_inference_steps=cfg.steps,
             generator=generator,
             output_type="pil" if finish else "latent",
+            callback_on_step_end=step_done if on_step is not None else None,
         )
     if recorder.hidden is None:
         raise GenerationError(f"the editor never reached tap step {step} of {cfg.steps}")

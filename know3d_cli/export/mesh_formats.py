@@ -41,6 +41,8 @@ class EncodedMesh:
     bounds: list[list[float]]  # [[min x, y, z], [max x, y, z]] of the exported vertices, metres
     vertices: int  # vertices written (GLB/OBJ split them along UV seams)
     faces: int  # triangles written (after decimation)
+    textures: dict[str, list[int]] = field(default_factory=dict)  # baked texture -> [width, height]; {} untextured
+
 
     @property
     def data(self) -> bytes:
@@ -53,8 +55,10 @@ class EncodedMesh:
         return self.model_file.rsplit(".", 1)[-1]
 
     def summary(self) -> dict[str, Any]:
-        """Where the model went, for metadata's `export` record (its counts go to `geometry`)."""
-        return {"model_file": self.model_file, "placement": self.placement.as_dict(), "bounds": self.bounds}
+        """Where the model went and its texture sizes, for metadata's `export` record (its counts go to
+        `geometry`)."""
+        return {"model_file": self.model_file, "placement": self.placement.as_dict(), "bounds": self.bounds,
+                "textures": self.textures}
 
 
 def to_trimesh(asset: Asset3D, cfg: ExportConfig, timings: Optional[dict[str, float]] = None) -> trimesh.Trimesh:
@@ -93,17 +97,20 @@ def encode_mesh(asset: Asset3D, cfg: ExportConfig, timings: Optional[dict[str, f
     if cfg.format is ExportFormat.ply:
         mesh, placement = _placed_trimesh(asset, cfg, timings)
         positions, faces = np.asarray(mesh.vertices), np.asarray(mesh.faces)
-        files = {model_file: _ply_bytes(mesh, timings)}
+        files, textures = {model_file: _ply_bytes(mesh, timings)}, {}  # PLY: vertex colours
     else:
         export_mesh, placement = place_export_mesh(prepare_export_mesh(asset, cfg, timings), cfg)
         positions, faces = export_mesh.positions, export_mesh.faces
+        textures = {name: [int(image.shape[1]), int(image.shape[0])] for name, image in
+                    (("base_color", export_mesh.base_color), ("metallic_roughness", export_mesh.metallic_roughness))
+                    if image is not None}
         with timed(timings, "encode"):
             if cfg.format is ExportFormat.glb:
                 files = {model_file: write_glb(export_mesh, cfg)}
             else:
                 files = write_obj(export_mesh, cfg, MODEL_STEM)
     return EncodedMesh(files, model_file, placement, bounds(positions), int(positions.shape[0]),
-                       int(faces.shape[0]))
+                       int(faces.shape[0]), textures)
 
 
 def _ply_bytes(mesh: trimesh.Trimesh, timings: Optional[dict[str, float]]) -> bytes:

@@ -1,11 +1,12 @@
 """The object mask: the photo's own alpha, a model-free plain-background remover, or BiRefNet.
 
 Choice (`PreprocessConfig.background`):
-    auto       alpha when the image has a non-opaque alpha channel, else threshold
+    auto       alpha when the image has a non-opaque alpha channel, else BiRefNet when the caller passes a loaded
+               one (its weights are on disk), else threshold, checked by `mask_check` (warnings when it looks wrong)
     alpha      the image's alpha; an image without one is an error
     threshold  flood fill of the border-connected background colour (plain backdrops, product shots)
-    birefnet   the MIT `ZhengPeng7/BiRefNet` segmentation model from a local directory (runs remote code, so
-               only when asked for explicitly)
+    birefnet   the MIT `ZhengPeng7/BiRefNet` segmentation model from a local directory (runs remote code: it is
+               used only when asked for, or by `auto` when its weights were pulled)
 A non-opaque alpha channel always wins, as in TRELLIS.2's `preprocess_image`.
 """
 
@@ -49,7 +50,8 @@ def remove_background(
     Args:
         image: "RGB" or "RGBA" image (already downscaled).
         cfg: preprocessing section; `background` picks the method, `threshold_tolerance` tunes threshold.
-        birefnet: a loaded masker to reuse (batch runs); built from `birefnet_path` when None and needed.
+        birefnet: a loaded masker to reuse (batch runs); built from `birefnet_path` when None and needed. With
+            `background=auto` it is used when given.
         birefnet_path: local BiRefNet model directory.
         name: how error messages refer to the image (its path).
 
@@ -64,7 +66,7 @@ def remove_background(
         raise InputError(f"{name} has no transparency (alpha channel), but preprocess.background=alpha; "
                          "pass an RGBA image or use preprocess.background=auto")
     rgb = image.convert("RGB")
-    if cfg.background == Background.birefnet:
+    if cfg.background == Background.birefnet or (cfg.background == Background.auto and birefnet is not None):
         masker = birefnet if birefnet is not None else BiRefNetMasker(_require_dir(birefnet_path))
         mask = masker(rgb)
         source = "birefnet"

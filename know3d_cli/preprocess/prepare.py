@@ -7,12 +7,14 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 
 from ..config import PreprocessConfig
 from .background import BiRefNetMasker, remove_background
 from .crop import downscale, square_crop
 from .load import decode_image, read_input
+from .mask_check import mask_warnings
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +30,7 @@ class PreparedImage:
     working_size: tuple[int, int]  # (W, H) after the downscale to `max_side`; crop_box is in these pixels
     crop_box: tuple[int, int, int, int]  # (left, top, right, bottom), may reach past the image border
     warnings: tuple[str, ...] = ()  # problems worth recording (e.g. an animated file's first frame was used)
+    mask_warnings: tuple[str, ...] = ()  # signs that a threshold mask is wrong (also in `warnings`)
 
 
 def prepare_image(
@@ -61,6 +64,13 @@ def prepare_image(
     del data
     working = downscale(loaded, cfg.max_side)
     masked, source = remove_background(working, cfg, birefnet=birefnet, birefnet_path=birefnet_path, name=name)
+    checks: list[str] = []
+    if source == "threshold":
+        rgba_array = np.asarray(masked)
+        checks = mask_warnings(rgba_array[..., 3], rgba_array[..., :3], name=name)
+        for message in checks:
+            logger.warning("%s", message)
+        warnings += checks
     image, rgba, box = square_crop(masked, cfg, name=name, mask_source=source)
     logger.debug("%s: %dx%d -> %dx%d, mask %s, crop %s", name, *loaded.size, *working.size, source, box)
     return PreparedImage(
@@ -73,4 +83,5 @@ def prepare_image(
         working_size=working.size,
         crop_box=box,
         warnings=tuple(warnings),
+        mask_warnings=tuple(checks),
     )

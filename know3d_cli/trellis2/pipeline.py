@@ -38,7 +38,7 @@ from .mesh import occupancy_to_mesh
 from .nn.attention import AttentionBackend, set_attention_backend
 from .pipeline_spec import PipelineSpec, read_pipeline_json
 from .residency import Offload, Residency
-from .sampler import SamplerSettings
+from .sampler import SamplerSettings, StepCallback
 from .settings import SS_GRID, AdapterSettings, AdapterStage, PipelineType, Trellis2Settings
 from .sparse.conv import ConvBackend, set_conv_backend
 from .stages import (
@@ -217,6 +217,7 @@ class Trellis2Pipeline:
         editor_tokens: torch.Tensor | None = None,
         seed: int = 0,
         stage_hook: StageHook | None = None,
+        on_step: StepCallback | None = None,
     ) -> Trellis2Output:
         """Generate one asset.
 
@@ -227,6 +228,7 @@ class Trellis2Pipeline:
                 `adapter.stages` through their adapters.
             seed: seeds the noise of every stage.
             stage_hook: entered around each stage with its name, e.g. to time it or report progress.
+            on_step: called as `on_step(n, N)` after each sampler step of the running flow (progress display).
 
         Raises:
             GenerationError: a stage produced nothing usable (empty structure, no surface, non-finite logits).
@@ -249,7 +251,7 @@ class Trellis2Pipeline:
             adapter = self._adapter_input(AdapterStage.ss, flow, editor_tokens)
             with self._on_device("sparse_structure_flow_model", flow, adapter):
                 ss = sample_sparse_structure(flow, image_conditions[SS_CONDITION_RESOLUTION], self.samplers.ss,
-                                             generator, adapter)
+                                             generator, adapter, on_step=on_step)
             _record(forwards, tokens, "ss", ss)
             decoder = self.network("sparse_structure_decoder")
             with self.residency.on_device("sparse_structure_decoder", decoder):
@@ -273,7 +275,7 @@ class Trellis2Pipeline:
 
         with hook("shape"):
             if plan.cascade:
-                low = self._shape_latent(512, coords, image_conditions[512], generator, editor_tokens)
+                low = self._shape_latent(512, coords, image_conditions[512], generator, editor_tokens, on_step)
                 _record(forwards, tokens, "shape_lr", low)
                 shape_decoder = self.network("shape_slat_decoder")
                 with self.residency.on_device("shape_slat_decoder", shape_decoder):
@@ -285,10 +287,11 @@ class Trellis2Pipeline:
                     warnings.append(high.warning)
                 resolution = high.resolution
                 shape = self._shape_latent(plan.flow_resolution, high.coords, flow_condition, generator,
-                                           editor_tokens)
+                                           editor_tokens, on_step)
                 _record(forwards, tokens, "shape_hr", shape)
             else:
-                shape = self._shape_latent(plan.flow_resolution, coords, flow_condition, generator, editor_tokens)
+                shape = self._shape_latent(plan.flow_resolution, coords, flow_condition, generator, editor_tokens,
+                                           on_step)
                 _record(forwards, tokens, "shape", shape)
 
         with hook("tex"):
@@ -298,7 +301,7 @@ class Trellis2Pipeline:
             with self._on_device(role, flow, adapter):
                 texture = sample_texture_latent(flow, shape.latent, flow_condition, self.samplers.tex,
                                                 self.shape_normalization, self.texture_normalization, generator,
-                                                adapter)
+                                                adapter, on_step=on_step)
             _record(forwards, tokens, "tex", texture)
 
         with hook("decode"):
@@ -326,13 +329,14 @@ class Trellis2Pipeline:
         image: ImageCondition,
         generator: torch.Generator,
         editor_tokens: torch.Tensor | None,
+        on_step: StepCallback | None = None,
     ) -> FlowSample:
         role = f"shape_slat_flow_model_{flow_resolution}"
         flow = self.network(role)
         adapter = self._adapter_input(AdapterStage.shape, flow, editor_tokens)
         with self._on_device(role, flow, adapter):
             return sample_shape_latent(flow, coords, image, self.samplers.shape, self.shape_normalization,
-                                       generator, adapter)
+                                       generator, adapter, on_step=on_step)
 
     def _on_device(self, role: str, flow: nn.Module, adapter: AdapterInput | None) -> AbstractContextManager[None]:
         modules = (flow,) if adapter is None else (flow, adapter.adapter)

@@ -19,16 +19,9 @@ from typing import Protocol
 
 import torch
 
-from ..choices import Choice
+from .backends import Offload
 
 logger = logging.getLogger(__name__)
-
-
-class Offload(Choice):
-    """Where networks wait between the stages that use them (config `runtime.offload`)."""
-
-    sequential = "sequential"  # on the CPU; only the running stage's networks on the GPU (CUDA only)
-    none = "none"  # on the compute device, all the time
 
 
 class Movable(Protocol):

@@ -26,6 +26,7 @@ logger = logging.getLogger(__name__)
 
 Latent = Union[torch.Tensor, SparseTensor]
 Velocity = Callable[[Latent, torch.Tensor, Any], Latent]
+StepCallback = Callable[[int, int], None]  # (steps done, steps in all), after each step
 
 SIGMA_MIN = 1e-5
 MODEL_TIME_SCALE = 1000.0
@@ -175,7 +176,7 @@ def sample(
     conds: Sequence[Any] | Any,
     neg_cond: Any,
     settings: SamplerSettings,
-    on_step: Callable[[int, int], None] | None = None,
+    on_step: StepCallback | None = None,
 ) -> SampleResult:
     """Integrate the flow from `noise` (t = 1) to a sample (t = 0).
 

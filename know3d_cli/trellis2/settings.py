@@ -10,10 +10,12 @@ plain (not frozen) dataclasses because OmegaConf's override merging needs writab
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from ..choices import Choice
-from .sampler import SamplerSettings
+
+if TYPE_CHECKING:  # torch-free at run time: the app's config schema imports this module
+    from .sampler import SamplerSettings
 
 PipelineType = Choice("PipelineType", [(name, name) for name in ("ss", "512", "1024", "1024_cascade", "1536_cascade")])
 PipelineType.__doc__ = """What TRELLIS.2 generates (config `trellis2.pipeline_type`); see `PIPELINE_PLANS`."""

@@ -36,7 +36,7 @@ from .mesh import fill_small_holes, flexible_dual_grid_to_mesh
 from .models.flexi_dual_grid_vae_decoder import FlexiDualGridVaeDecoder, FlexiDualGridVoxels
 from .models.know3d_adapter import EditorCondition, Know3dAdapter
 from .nn.cross_attention import CrossContext
-from .sampler import SamplerSettings, sample
+from .sampler import SamplerSettings, StepCallback, sample
 from .settings import AdapterNegative
 from .sparse.tensor import SparseTensor
 
@@ -129,8 +129,10 @@ def sample_flow(
     sampler: SamplerSettings,
     adapter: AdapterInput | None = None,
     concat_cond: SparseTensor | None = None,
+    on_step: StepCallback | None = None,
 ) -> tuple[Latent, int]:
-    """Integrate one flow from `noise` (t = 1) to a sample, with CFG against all-zero image tokens.
+    """Integrate one flow from `noise` (t = 1) to a sample, with CFG against all-zero image tokens; `on_step(n, N)`
+    after each of its N steps (progress display).
 
     Returns:
         (the sample in fp32 on the flow's device, velocity calls made).
@@ -149,7 +151,8 @@ def sample_flow(
         return flow(x, t, condition.image, editor=condition.editor, **extra)
 
     positives = [FlowCondition(context, editor) for context in contexts]
-    result = sample(velocity, noise.to(device), positives, FlowCondition(flow.null_context(), editor_negative), sampler)
+    result = sample(velocity, noise.to(device), positives, FlowCondition(flow.null_context(), editor_negative), sampler,
+                    on_step=on_step)
     return result.x, result.forwards
 
 
@@ -159,11 +162,12 @@ def sample_sparse_structure(
     sampler: SamplerSettings,
     generator: torch.Generator,
     adapter: AdapterInput | None = None,
+    on_step: StepCallback | None = None,
 ) -> FlowSample:
     """Stage 1: the (1, 8, R, R, R) sparse-structure latent, from `SparseStructureFlowModel` `flow`."""
     res = flow.resolution
     noise = torch.randn(1, flow.in_channels, res, res, res, generator=generator)
-    latent, forwards = sample_flow(flow, noise, image, sampler, adapter)
+    latent, forwards = sample_flow(flow, noise, image, sampler, adapter, on_step=on_step)
     return FlowSample(latent, forwards, res**3)
 
 
@@ -184,10 +188,11 @@ def sample_shape_latent(
     normalization: LatentNormalization,
     generator: torch.Generator,
     adapter: AdapterInput | None = None,
+    on_step: StepCallback | None = None,
 ) -> FlowSample:
     """Stage 2: the de-normalised (N, 32) shape latent on latent coords `(N, 4)`, from an `SLatFlowModel`."""
     noise = SparseTensor(torch.randn(coords.shape[0], flow.out_channels, generator=generator), coords.cpu())
-    latent, forwards = sample_flow(flow, noise, image, sampler, adapter)
+    latent, forwards = sample_flow(flow, noise, image, sampler, adapter, on_step=on_step)
     return FlowSample(latent.replace(normalization.denormalize(latent.feats)), forwards, int(coords.shape[0]))
 
 
@@ -218,13 +223,14 @@ def sample_texture_latent(
     texture_normalization: LatentNormalization,
     generator: torch.Generator,
     adapter: AdapterInput | None = None,
+    on_step: StepCallback | None = None,
 ) -> FlowSample:
     """Stage 3: the de-normalised (N, 32) PBR latent on the shape latent's coords, conditioned on the normalised
     shape latent (`concat_cond`)."""
     shape = shape_latent.replace(shape_normalization.normalize(shape_latent.feats))
     noise = SparseTensor(torch.randn(len(shape_latent), flow.out_channels, generator=generator),
                          shape_latent.coords.cpu())
-    latent, forwards = sample_flow(flow, noise, image, sampler, adapter, concat_cond=shape)
+    latent, forwards = sample_flow(flow, noise, image, sampler, adapter, concat_cond=shape, on_step=on_step)
     return FlowSample(latent.replace(texture_normalization.denormalize(latent.feats)), forwards, len(shape_latent))
 
 

@@ -48,9 +48,9 @@ def photo():
     return Image.fromarray(pixels, "RGB")
 
 
-def run(pipe, photo, cfg=CFG, tap=TAP, preview="x0", need_full_image=False):
+def run(pipe, photo, cfg=CFG, tap=TAP, preview="x0", need_full_image=False, on_step=None):
     return imagine_back(pipe, photo, PROMPT, cfg, tap, preview=preview,
-                        generator=torch.Generator().manual_seed(0), need_full_image=need_full_image)
+                        generator=torch.Generator().manual_seed(0), need_full_image=need_full_image, on_step=on_step)
 
 
 def test_step_index_rounding_and_clamp():
@@ -77,8 +77,11 @@ def test_x0_tap_shape_step_and_forward_count(pipe, photo):
 
 
 def test_full_run_and_no_preview_tap_the_same_states(pipe, photo):
-    x0 = run(pipe, photo, preview="x0")
-    full = run(pipe, photo, preview="full")
+    x0_steps, full_steps = [], []
+    x0 = run(pipe, photo, preview="x0", on_step=lambda n, total: x0_steps.append((n, total)))
+    full = run(pipe, photo, preview="full", on_step=lambda n, total: full_steps.append((n, total)))
+    assert full_steps == [(n, 8) for n in range(1, 9)]  # the progress bar's n/N
+    assert x0_steps == [(1, 3), (2, 3)]  # stopped inside tap step 2 (of 0, 1, 2)
     none = run(pipe, photo, preview="none")
     assert full.forwards == 16  # 8 steps x (cond + uncond)
     assert none.forwards == 5  # stopped inside the cond pass of step 2

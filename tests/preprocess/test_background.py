@@ -151,11 +151,8 @@ class TinySeg(PreTrainedModel):
 '''
 
 
-@pytest.mark.parametrize("post_init", [True, False], ids=["transformers5-ready", "pre-v5-remote-code"])
-def test_birefnet_loads_remote_code_dir(tmp_path, post_init):
-    # Like the hub's BiRefNet code, the pre-v5 variant never calls post_init(); transformers 5's
-    # from_pretrained then fails and the masker builds the class and loads the weights itself.
-    model_dir = tmp_path / f"tinyseg_{'v5' if post_init else 'pre_v5'}"  # distinct dynamic-module names
+def _tiny_segmenter(model_dir, post_init: bool = True):
+    """A remote-code segmentation model in BiRefNet's on-disk layout whose object is "redder than blue"."""
     model_dir.mkdir()
     code = textwrap.dedent(_TINY_SEG).replace("POST_INIT", "self.post_init()" if post_init else "pass")
     (model_dir / "tinyseg.py").write_text(code)
@@ -169,7 +166,14 @@ def test_birefnet_loads_remote_code_dir(tmp_path, post_init):
     # Normalised red minus blue, scaled: red pixels get large positive logits, blue ones negative.
     weight = torch.tensor([[[[20.0]], [[0.0]], [[-20.0]]]])
     save_file({"head.weight": weight, "head.bias": torch.zeros(1)}, str(model_dir / "model.safetensors"))
+    return model_dir
 
+
+@pytest.mark.parametrize("post_init", [True, False], ids=["transformers5-ready", "pre-v5-remote-code"])
+def test_birefnet_loads_remote_code_dir(tmp_path, post_init):
+    # Like the hub's BiRefNet code, the pre-v5 variant never calls post_init(); transformers 5's
+    # from_pretrained then fails and the masker builds the class and loads the weights itself.
+    model_dir = _tiny_segmenter(tmp_path / f"tinyseg_{'v5' if post_init else 'pre_v5'}", post_init)  # distinct
     arr = np.zeros((40, 50, 3), np.uint8)
     arr[:] = (0, 0, 255)
     arr[10:30, 15:35] = (255, 0, 0)
@@ -179,3 +183,22 @@ def test_birefnet_loads_remote_code_dir(tmp_path, post_init):
     alpha = np.asarray(out)[:, :, 3]
     assert alpha[20, 25] > 250 and alpha[2, 2] < 5
     assert _iou(alpha > 127, arr[:, :, 0] > 127) > 0.9
+
+
+def test_auto_uses_birefnet_when_its_weights_are_on_disk(tmp_path, tiny_root):
+    from know3d_cli.config import load_config
+    from know3d_cli.pipeline import Know3dPipeline
+
+    arr = np.zeros((64, 64, 3), np.uint8)
+    arr[:] = (0, 0, 255)
+    arr[16:48, 20:44] = (255, 0, 0)
+    Image.fromarray(arr).save(tmp_path / "red.png")
+    tiny = ["preset=tiny", f"models.tiny_root={tiny_root}", "mode=trellis", "models.cache_dir=" + str(tmp_path / "hub")]
+    without = Know3dPipeline(load_config(tiny))
+    assert without.prepare(tmp_path / "red.png").mask_source == "threshold"  # not pulled: the threshold mask
+    model_dir = _tiny_segmenter(tmp_path / "tinyseg_auto")
+    pipeline = Know3dPipeline(load_config([*tiny, f"models.birefnet.path={model_dir}"]))
+    prepared = pipeline.prepare(tmp_path / "red.png")
+    assert prepared.mask_source == "birefnet" and prepared.mask_warnings == ()
+    alpha = np.asarray(prepared.rgba)[..., 3]
+    assert alpha.max() > 250 and alpha.min() < 5

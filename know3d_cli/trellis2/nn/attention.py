@@ -18,21 +18,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...choices import Choice
+from ..backends import AttentionBackend
 from ...errors import BackendUnavailable
 
 logger = logging.getLogger(__name__)
 
 _FLASH_DTYPES = (torch.float16, torch.bfloat16)
-
-
-class AttentionBackend(Choice):
-    """Attention implementations (config `runtime.attention`). `auto` = `flash_attn` when importable and the input is
-    fp16/bf16 on CUDA, else `sdpa`."""
-
-    auto = "auto"
-    sdpa = "sdpa"
-    flash_attn = "flash_attn"
 
 
 @functools.lru_cache(maxsize=None)

@@ -16,21 +16,13 @@ from typing import Callable
 import torch
 from torch import nn
 
-from ...choices import Choice
+from ..backends import ConvBackend
 from ...errors import BackendUnavailable
 from .conv_torch import submanifold_conv3d
 from .neighbors import neighbor_map
 from .tensor import SparseTensor
 
 logger = logging.getLogger(__name__)
-
-
-class ConvBackend(Choice):
-    """Sparse convolution implementations (config `runtime.sparse_conv`). `auto` picks the first usable one of
-    `_AUTO_ORDER` for the input."""
-
-    auto = "auto"
-    torch = "torch"
 
 
 # (x, weight (Co, 3, 3, 3, Ci), bias (Co,) or None, chunk_size) -> (N, Co) output features.
