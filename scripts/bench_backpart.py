@@ -178,9 +178,11 @@ def train(name: str, overrides: list[str]) -> list[dict]:
 
     records: list[dict] = []
     cfg = load_config(overrides)
-    logger.info("training %s", name)
-    run_training(cfg, emit=records.append)
-    losses = [r["loss"] for r in records if r.get("event") == "train"]
+    resume = "latest" if (Path(cfg.train.output_dir) / "checkpoints" / "latest").is_file() else None
+    logger.info("training %s%s", name, " (resuming)" if resume else "")
+    run_training(cfg, resume=resume, emit=records.append)
+    metrics = Path(cfg.train.output_dir) / "metrics.jsonl"
+    losses = [r["loss"] for r in map(json.loads, metrics.read_text().splitlines()) if r.get("event") == "train"]
     logger.info("%s: loss %.4f -> %.4f", name, losses[0], losses[-1])
     return records
 
@@ -227,6 +229,7 @@ def train_adapter(args, work: Path, tiny: Path, dataset: Path, models: dict, nam
 def evaluate(work: Path, tiny: Path, models: dict, specs, dataset: Path, truth: dict, modes, tag: str = "") -> list:
     from know3d_cli.config import load_config
     from know3d_cli.data.back_region import back_iou, identify_part
+    from know3d_cli.errors import GenerationError
     from know3d_cli.pipeline import AssetJob, Know3dPipeline
 
     scores = []
@@ -234,19 +237,29 @@ def evaluate(work: Path, tiny: Path, models: dict, specs, dataset: Path, truth: 
         cfg = load_config([*model_overrides(tiny, models["folders"]), f"mode={mode}", "trellis2.pipeline_type=ss",
                            f"adapter.weights={models['adapter']}", "adapter.stages=[ss]", "preview=none"])
         pipeline = Know3dPipeline(cfg, keep_models=True)
-        out = work / f"generated{('-' + tag) if tag else ''}" / mode
-        if out.exists():
-            shutil.rmtree(out)
+        out, occupancy = work / f"generated{('-' + tag) if tag else ''}" / mode, occupancy_dir(work, tag, mode)
+        for folder in (out, occupancy):
+            if folder.exists():
+                shutil.rmtree(folder)
+        occupancy.mkdir(parents=True)
         for index, spec in enumerate(specs):
-            result = pipeline.run(AssetJob(dataset / "samples" / spec.id / "front.png", spec.id, spec.caption,
-                                           SEED + index), out)
-            coords = result.asset.voxel_coords.numpy()
-            np.save(out / spec.id / "occupancy.npy", coords)
+            job = AssetJob(dataset / "samples" / spec.id / "front.png", spec.id, spec.caption, SEED + index)
+            try:
+                coords = pipeline.run(job, out).asset.voxel_coords.numpy()
+            except GenerationError as exc:  # an empty structure scores as empty
+                logger.warning("%s (%s): %s", spec.id, mode, exc)
+                coords = np.zeros((0, 3), np.int64)
+            np.save(occupancy / f"{spec.id}.npy", coords)
             references = {part: occ for part, occ in _same_base(spec, truth).items()}
             scores.append({"id": spec.id, "mode": mode, "part": spec.part,
                            "back_iou": back_iou(coords, truth[spec.id]),
                            "identified": identify_part(coords, references)})
     return scores
+
+
+def occupancy_dir(work: Path, tag: str, mode: str) -> Path:
+    """Where the generated occupancies of a mode go, one `<id>.npy` (M, 3) each."""
+    return work / f"occupancy{('-' + tag) if tag else ''}" / mode
 
 
 def _same_base(spec, truth: dict) -> dict[str, np.ndarray]:
@@ -278,7 +291,7 @@ def figure(work: Path, specs, dataset: Path, truth: dict, scores: list) -> Path:
         plain.paste(front, mask=front.split()[3])
         row = [plain.resize((side, side)), depth_image(truth[spec.id], 64, 0.0, size=side)]
         for mode in MODES:
-            coords = np.load(work / "generated" / mode / spec.id / "occupancy.npy")
+            coords = np.load(occupancy_dir(work, "", mode) / f"{spec.id}.npy")
             row.append(depth_image(coords, 64, 0.0, size=side))
         rows.append(row)
     sheet = contact_sheet(rows, titles=["front", "truth (back)", *[f"{m} (back)" for m in MODES]])
