@@ -54,6 +54,7 @@ COMMON_TRAIN = ["train=ss", "train.tensorboard=false", "train.log_every=25", "tr
                 f"train.seed={SEED}", "train.lr_schedule.warmup_steps=20", "train.lr_schedule.decay=cosine",
                 "train.lr_schedule.min_lr_ratio=0.1", "train.ema.rate=0.999", "train.keep_checkpoints=1"]
 ADAPTER = ["train.adapter.proj_channels=64"]
+GENERATE: list[str] = []  # sampler settings of the toy set at generation (pipeline.json's otherwise)
 
 logger = logging.getLogger("bench_backpart")
 
@@ -226,7 +227,8 @@ def train_adapter(args, work: Path, tiny: Path, dataset: Path, models: dict, nam
 
 
 # ------------------------------------------------------------------------------------------------ evaluation
-def evaluate(work: Path, tiny: Path, models: dict, specs, dataset: Path, truth: dict, modes, tag: str = "") -> list:
+def evaluate(work: Path, tiny: Path, models: dict, specs, dataset: Path, truth: dict, modes, tag: str = "",
+             extra: tuple[str, ...] = ()) -> list:
     from know3d_cli.config import load_config
     from know3d_cli.data.back_region import back_iou, identify_part
     from know3d_cli.errors import GenerationError
@@ -235,7 +237,8 @@ def evaluate(work: Path, tiny: Path, models: dict, specs, dataset: Path, truth: 
     scores = []
     for mode in modes:
         cfg = load_config([*model_overrides(tiny, models["folders"]), f"mode={mode}", "trellis2.pipeline_type=ss",
-                           f"adapter.weights={models['adapter']}", "adapter.stages=[ss]", "preview=none"])
+                           f"adapter.weights={models['adapter']}", "adapter.stages=[ss]", "preview=none", *GENERATE,
+                           *extra])
         pipeline = Know3dPipeline(cfg, keep_models=True)
         out, occupancy = work / f"generated{('-' + tag) if tag else ''}" / mode, occupancy_dir(work, tag, mode)
         for folder in (out, occupancy):
