@@ -14,8 +14,8 @@ End to end on the CPU, at tiny width, with a fixed seed:
    the ground truth: back-region IoU, and part-identification accuracy (the part of the same base whose ground truth
    matches the generated back best).
 
-Writes `<work>/report.json`, `<work>/backpart.png` (per held-out asset: front render, ground truth from behind, each
-mode from behind) and, with `--ship`, the trained set into `know3d_cli/tiny/trained/` (what `know3d demo` uses).
+Writes `<work>/report.json` and `<work>/backpart.png` (per held-out asset: front render, ground truth from behind,
+each mode from behind); with `--editor-lora`, `<work>/backpart-lora<STEPS>.png` too.
 Every stage resumes: a finished data build or training run in `<work>` is kept, a longer `--flow-steps` continues the
 flow from its last checkpoint. `--signal` instead measures how much of the tapped H_DiT is the back text.
 `--ablation NAME=OVERRIDES` retrains only the adapter with extra `train.*` overrides and scores `know3d` again
@@ -23,7 +23,7 @@ flow from its last checkpoint. `--signal` instead measures how much of the tappe
 
 Examples:
     python scripts/bench_backpart.py --work /tmp/backpart --json backpart.json
-    python scripts/bench_backpart.py --work /tmp/backpart --ship
+    python scripts/bench_backpart.py --work /tmp/backpart --editor-lora 600
     python scripts/bench_backpart.py --work /tmp/backpart --signal
     python scripts/bench_backpart.py --work /tmp/backpart --ablation "pool2=train.adapter.pool=2"
     python scripts/bench_backpart.py --smoke --work /tmp/backpart-smoke     # 3 shapes, a few steps
@@ -32,7 +32,6 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import hashlib
 import io
 import json
 import logging
@@ -76,7 +75,6 @@ def main() -> None:
     parser.add_argument("--adapter-steps", type=int, default=400)
     parser.add_argument("--batch", type=int, default=8, help="flow and adapter batch size")
     parser.add_argument("--smoke", action="store_true", help="3 shapes, a few steps: checks that every stage connects")
-    parser.add_argument("--ship", action="store_true", help="copy the trained set into know3d_cli/tiny/trained/")
     parser.add_argument("--ablation", action="append", default=[], metavar="NAME=OVERRIDES",
                         help="retrain the adapter with these space-separated overrides and score know3d")
     parser.add_argument("--signal", action="store_true",
@@ -142,8 +140,6 @@ def run(args) -> dict:
         t = time.perf_counter()
         lora = lora_route(args, work, tiny, (train_data, test_data), models, test_specs, truth)
         timings["lora_route_s"] = time.perf_counter() - t
-    if args.ship:
-        ship(work, models)
     timings["total_s"] = time.perf_counter() - start
     return {
         "machine": {"cpu": platform.processor() or platform.machine(), "threads": args.threads,
@@ -459,28 +455,6 @@ def signal(work: Path) -> dict:
     from know3d_cli.tiny import build_tiny_models
 
     return hdit_signal(build_tiny_models(work / "tiny"), work, [])
-
-
-def ship(work: Path, models: dict) -> None:
-    """The trained set into the package (`know3d_cli/tiny/trained/`): SS flow, VAE, adapter, demo image."""
-    from know3d_cli.tiny.backpart import SS_FLOW_NAME, trained_dir
-
-    target = trained_dir()
-    if target.exists():
-        shutil.rmtree(target)
-    (target / "ckpts").mkdir(parents=True)
-    for name in (SS_FLOW_NAME, "ss_enc_conv3d_16l8_fp16", "ss_dec_conv3d_16l8_fp16"):
-        for suffix in (".json", ".safetensors"):
-            shutil.copyfile(models["weights"] / "ckpts" / f"{name}{suffix}", target / "ckpts" / f"{name}{suffix}")
-    shutil.copytree(models["adapter"], target / "adapter")
-    samples = sorted((work / "data-test" / "samples").iterdir())
-    demo = next((s for s in samples if s.name.startswith("cylinder-tall-")), samples[0]) / "front.png"
-    shutil.copyfile(demo, target / "demo.png")
-    files = sorted(p for p in target.rglob("*") if p.is_file())
-    settings = {"overrides": SHARED[1:] + ["trellis2.pipeline_type=ss", "adapter.stages=[ss]"],
-                "made_by": "python scripts/bench_backpart.py --ship", "seed": SEED,
-                "sha256": {str(p.relative_to(target)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}}
-    (target / "settings.json").write_text(json.dumps(settings, indent=2) + "\n")
 
 
 if __name__ == "__main__":
