@@ -57,10 +57,9 @@ COMMON_TRAIN = ["train=ss", "train.tensorboard=false", "train.log_every=25", "tr
                 f"train.seed={SEED}", "train.lr_schedule.warmup_steps=20", "train.lr_schedule.decay=cosine",
                 "train.lr_schedule.min_lr_ratio=0.1", "train.ema.rate=0.999", "train.keep_checkpoints=1"]
 ADAPTER = ["train.adapter.proj_channels=64"]
-# the editor LoRA of the LoRA route (`--editor-lora STEPS`), and the tap its H_DiT is taken at
+# the editor LoRA of the LoRA route (`--editor-lora STEPS`)
 LORA_TRAIN = ["train.editor_lora.rank=8", "train.editor_lora.alpha=8", "train.editor_lora.lr=5e-3",
               "train.editor_lora.target_modules=[to_q,to_k,to_v,to_out.0,add_q_proj,add_k_proj,add_v_proj,to_add_out]"]
-LORA_TAP: list[str] = []
 
 logger = logging.getLogger("bench_backpart")
 
@@ -82,6 +81,8 @@ def main() -> None:
     parser.add_argument("--editor-lora", type=int, default=0, metavar="STEPS",
                         help="also the LoRA route: an editor LoRA trained STEPS steps on the training pairs, H_DiT "
                              "tapped again with it, the adapter retrained on those, every mode scored with it")
+    parser.add_argument("--lora-tap", action="append", default=[], metavar="OVERRIDE",
+                        help="tap.* override for the LoRA route's H_DiT (e.g. tap.tokens=all); names its folders")
     parser.add_argument("--json", type=Path, help="also write the report here")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
@@ -249,23 +250,23 @@ def lora_route(args, work: Path, tiny: Path, datasets: tuple[Path, Path], models
 
     steps = args.editor_lora
     lora = train_editor_lora(work, tiny, datasets[0], steps)
-    editor = [f"editor.lora={lora}", *LORA_TAP]
+    editor = [f"editor.lora={lora}", *args.lora_tap]
+    tag = f"lora{steps}" + "".join("-" + o.removeprefix("tap.").replace("=", "-") for o in args.lora_tap)
     signal = {"random": hdit_signal(tiny, work, []), "lora": hdit_signal(tiny, work, [f"editor.lora={lora}"])}
     cfg = load_config([*SHARED, f"models.tiny_root={tiny}", *DATA, *editor])
-    retapped = [work / f"data-{name}-lora{steps}" for name in ("train", "test")]
+    retapped = [work / f"data-{name}-{tag}" for name in ("train", "test")]
     for dataset, out in zip(datasets, retapped):
         retap_dataset(dataset, out, cfg)
-    adapter = train_adapter(args, work, tiny, retapped[0], models, f"lora{steps}-adapter", [])
+    adapter = train_adapter(args, work, tiny, retapped[0], models, f"{tag}-adapter", [])
     scores = evaluate(work, tiny, {**models, "adapter": adapter}, test_specs, retapped[1], truth, MODES,
-                      tag=f"lora{steps}", extra=tuple(editor))  # trellis does not use the editor: the control
-    tag = f"lora{steps}"
+                      tag=tag, extra=tuple(editor))  # trellis does not use the editor: the control
     figure(work, test_specs, retapped[1], truth,
            [("trellis", "", "trellis"), ("multiview+LoRA", tag, "multiview"), ("know3d", "", "know3d"),
             ("know3d+LoRA", tag, "know3d")], name=f"backpart-{tag}.png")
     effect = {"random": text_effect(work, tiny, models, test_specs, datasets[1], truth),
               "lora": text_effect(work, tiny, {**models, "adapter": adapter}, test_specs, retapped[1], truth,
                                   tuple(editor))}
-    return {"steps": steps, "file": str(lora), "training": LORA_TRAIN, "tap": LORA_TAP, "signal": signal,
+    return {"steps": steps, "file": str(lora), "training": LORA_TRAIN, "tap": args.lora_tap, "signal": signal,
             "table": table(scores), "per_asset": scores, "text_effect": effect}
 
 
