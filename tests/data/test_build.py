@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -227,6 +228,11 @@ def test_retap_recomputes_only_hdit_and_reproduces_the_build(built, tiny_root, t
         retap_dataset(out, moved, load_config(build_args(tiny_root)))
     with pytest.raises(InputError, match="not a dataset folder"):
         retap_dataset(tmp_path / "nothing", tmp_path / "x", load_config(build_args(tiny_root)))
+    broken = tmp_path / "broken"
+    shutil.copytree(out, broken)
+    (broken / "samples" / "hook" / CONDITIONS_FILE).unlink()
+    with pytest.raises(InputError, match="not a complete sample"):
+        retap_dataset(broken, tmp_path / "y", load_config(build_args(tiny_root)))
 
 
 def _tensors(path: Path) -> dict[str, torch.Tensor]:
