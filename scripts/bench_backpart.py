@@ -12,10 +12,14 @@ End to end on the CPU, at tiny width, with a fixed seed:
 4. on the held-out base x part combinations, generation in `trellis`, `multiview` and `know3d` modes
    (`trellis2.pipeline_type=ss`, the app's `Know3dPipeline`), scored on the back half of the 64^3 occupancy against
    the ground truth: back-region IoU, and part-identification accuracy (the part of the same base whose ground truth
-   matches the generated back best).
+   matches the generated back best);
+5. with `--editor-lora STEPS`, the paper's editor fine-tune: `know3d train editor-lora` on the training pairs, the
+   text signal of H_DiT with and without it, both datasets' H_DiT tapped again with it (`data.retap`, at the tap
+   `--lora-tap` sets), the adapter retrained on those, every mode generated with it, and the caption swap
+   (`text_effect`: every held-out front generated once per caption; does the back follow the text?).
 
 Writes `<work>/report.json` and `<work>/backpart.png` (per held-out asset: front render, ground truth from behind,
-each mode from behind); with `--editor-lora`, `<work>/backpart-lora<STEPS>.png` too.
+each mode from behind); with `--editor-lora`, `<work>/backpart-lora<STEPS>[-<tap>].png` (with and without the LoRA).
 Every stage resumes: a finished data build or training run in `<work>` is kept, a longer `--flow-steps` continues the
 flow from its last checkpoint. `--signal` instead measures how much of the tapped H_DiT is the back text.
 `--ablation NAME=OVERRIDES` retrains only the adapter with extra `train.*` overrides and scores `know3d` again
