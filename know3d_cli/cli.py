@@ -322,14 +322,13 @@ def report(
 @_interruptible
 def demo(
     out: OutOpt = Path("outputs/demo"),
-    back: Annotated[str, typer.Option("--back", "-b", help="Back-side text; the toy models know 'a large round "
-                                      "handle', 'a flat rectangular pocket', 'a tall thin fin', 'two vertical straps'.")
+    back: Annotated[str, typer.Option("--back", "-b", help="Back-side text for the demo asset.")
                     ] = "a large round handle",
     overrides: OverridesArg = None,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Run the whole chain on tiny toy models (CPU is fine): checks the install and shows --back shaping the back."""
+    """Run the whole chain on tiny RANDOM models (CPU is fine): checks the install, not the quality."""
     _setup(quiet, debug)
     from .demo import run_demo
 

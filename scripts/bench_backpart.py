@@ -12,15 +12,23 @@ End to end on the CPU, at tiny width, with a fixed seed:
 4. on the held-out base x part combinations, generation in `trellis`, `multiview` and `know3d` modes
    (`trellis2.pipeline_type=ss`, the app's `Know3dPipeline`), scored on the back half of the 64^3 occupancy against
    the ground truth: back-region IoU, and part-identification accuracy (the part of the same base whose ground truth
-   matches the generated back best).
+   matches the generated back best);
+5. with `--editor-lora STEPS`, the paper's editor fine-tune: `know3d train editor-lora` on the training pairs, the
+   text signal of H_DiT with and without it, both datasets' H_DiT tapped again with it (`data.retap`, at the tap
+   `--lora-tap` sets), the adapter retrained on those, every mode generated with it, and the caption swap
+   (`text_effect`: every held-out front generated once per caption; does the back follow the text?).
 
-Writes `<work>/report.json`, `<work>/backpart.png` (per held-out asset: front render, ground truth from behind, each
-mode from behind) and, with `--ship`, the trained set into `know3d_cli/tiny/trained/` (what `know3d demo` uses).
-`--ablation NAME=OVERRIDES` retrains only the adapter with extra `train.*` overrides and scores `know3d` again.
+Writes `<work>/report.json` and `<work>/backpart.png` (per held-out asset: front render, ground truth from behind,
+each mode from behind); with `--editor-lora`, `<work>/backpart-lora<STEPS>[-<tap>].png` (with and without the LoRA).
+Every stage resumes: a finished data build or training run in `<work>` is kept, a longer `--flow-steps` continues the
+flow from its last checkpoint. `--signal` instead measures how much of the tapped H_DiT is the back text.
+`--ablation NAME=OVERRIDES` retrains only the adapter with extra `train.*` overrides and scores `know3d` again
+(`trellis2.*` overrides change generation only, and score `trellis` too).
 
 Examples:
     python scripts/bench_backpart.py --work /tmp/backpart --json backpart.json
-    python scripts/bench_backpart.py --work /tmp/backpart --ship
+    python scripts/bench_backpart.py --work /tmp/backpart --editor-lora 600
+    python scripts/bench_backpart.py --work /tmp/backpart --signal
     python scripts/bench_backpart.py --work /tmp/backpart --ablation "pool2=train.adapter.pool=2"
     python scripts/bench_backpart.py --smoke --work /tmp/backpart-smoke     # 3 shapes, a few steps
 """
@@ -28,7 +36,6 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import hashlib
 import io
 import json
 import logging
@@ -54,6 +61,9 @@ COMMON_TRAIN = ["train=ss", "train.tensorboard=false", "train.log_every=25", "tr
                 f"train.seed={SEED}", "train.lr_schedule.warmup_steps=20", "train.lr_schedule.decay=cosine",
                 "train.lr_schedule.min_lr_ratio=0.1", "train.ema.rate=0.999", "train.keep_checkpoints=1"]
 ADAPTER = ["train.adapter.proj_channels=64"]
+# the editor LoRA of the LoRA route (`--editor-lora STEPS`)
+LORA_TRAIN = ["train.editor_lora.rank=8", "train.editor_lora.alpha=8", "train.editor_lora.lr=5e-3",
+              "train.editor_lora.target_modules=[to_q,to_k,to_v,to_out.0,add_q_proj,add_k_proj,add_v_proj,to_add_out]"]
 
 logger = logging.getLogger("bench_backpart")
 
@@ -68,16 +78,20 @@ def main() -> None:
     parser.add_argument("--adapter-steps", type=int, default=400)
     parser.add_argument("--batch", type=int, default=8, help="flow and adapter batch size")
     parser.add_argument("--smoke", action="store_true", help="3 shapes, a few steps: checks that every stage connects")
-    parser.add_argument("--ship", action="store_true", help="copy the trained set into know3d_cli/tiny/trained/")
     parser.add_argument("--ablation", action="append", default=[], metavar="NAME=OVERRIDES",
                         help="retrain the adapter with these space-separated overrides and score know3d")
     parser.add_argument("--signal", action="store_true",
                         help="only measure how much H_DiT depends on the back text, per tap block / step / tokens")
+    parser.add_argument("--editor-lora", type=int, default=0, metavar="STEPS",
+                        help="also the LoRA route: an editor LoRA trained STEPS steps on the training pairs, H_DiT "
+                             "tapped again with it, the adapter retrained on those, every mode scored with it")
+    parser.add_argument("--lora-tap", action="append", default=[], metavar="OVERRIDE",
+                        help="tap.* override for the LoRA route's H_DiT (e.g. tap.tokens=all); names its folders")
     parser.add_argument("--json", type=Path, help="also write the report here")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     torch.set_num_threads(args.threads)
-    report = hdit_signal(args.work) if args.signal else run(args)
+    report = signal(args.work) if args.signal else run(args)
     text = json.dumps(report, indent=2)
     (args.work / "report.json").write_text(text)
     if args.json:
@@ -115,17 +129,22 @@ def run(args) -> dict:
     truth = {**ground_truth(train_data, train_specs), **ground_truth(test_data, test_specs)}
     scores = evaluate(work, tiny, models, test_specs, test_data, truth, MODES)
     timings["generate_and_score_s"] = time.perf_counter() - t
-    figure(work, test_specs, test_data, truth, scores)
+    figure(work, test_specs, test_data, truth, [(f"{mode} (back)", "", mode) for mode in MODES])
 
     ablations = {}
     for spec in args.ablation:
         name, _, overrides = spec.partition("=")
-        adapter = train_adapter(args, work, tiny, train_data, models, name, overrides.split())
-        result = evaluate(work, tiny, {**models, "adapter": adapter}, test_specs, test_data, truth, ("know3d",),
-                          tag=name)
+        sampler = [o for o in overrides.split() if o.startswith("trellis2.")]  # generation only: no retraining
+        training = [o for o in overrides.split() if o not in sampler]
+        adapter = train_adapter(args, work, tiny, train_data, models, name, training) if training else models["adapter"]
+        result = evaluate(work, tiny, {**models, "adapter": adapter}, test_specs, test_data, truth,
+                          ("trellis", "know3d") if sampler else ("know3d",), tag=name, extra=tuple(sampler))
         ablations[name] = {"overrides": overrides.split(), "table": table(result)}
-    if args.ship:
-        ship(work, models)
+    lora = None
+    if args.editor_lora:
+        t = time.perf_counter()
+        lora = lora_route(args, work, tiny, (train_data, test_data), models, test_specs, truth)
+        timings["lora_route_s"] = time.perf_counter() - t
     timings["total_s"] = time.perf_counter() - start
     return {
         "machine": {"cpu": platform.processor() or platform.machine(), "threads": args.threads,
@@ -136,6 +155,7 @@ def run(args) -> dict:
         "table": table(scores),
         "per_asset": scores,
         "ablations": ablations,
+        "editor_lora": lora,
         "timings": {k: round(v, 1) for k, v in timings.items()},
         "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
         "figure": str(work / "backpart.png"),
@@ -178,9 +198,11 @@ def train(name: str, overrides: list[str]) -> list[dict]:
 
     records: list[dict] = []
     cfg = load_config(overrides)
-    logger.info("training %s", name)
-    run_training(cfg, emit=records.append)
-    losses = [r["loss"] for r in records if r.get("event") == "train"]
+    resume = "latest" if (Path(cfg.train.output_dir) / "checkpoints" / "latest").is_file() else None
+    logger.info("training %s%s", name, " (resuming)" if resume else "")
+    run_training(cfg, resume=resume, emit=records.append)
+    metrics = Path(cfg.train.output_dir) / "metrics.jsonl"
+    losses = [r["loss"] for r in map(json.loads, metrics.read_text().splitlines()) if r.get("event") == "train"]
     logger.info("%s: loss %.4f -> %.4f", name, losses[0], losses[-1])
     return records
 
@@ -223,8 +245,61 @@ def train_adapter(args, work: Path, tiny: Path, dataset: Path, models: dict, nam
     return out
 
 
+# ------------------------------------------------------------------------------------------------ editor LoRA route
+def lora_route(args, work: Path, tiny: Path, datasets: tuple[Path, Path], models: dict, test_specs, truth) -> dict:
+    """The paper's editor fine-tune: a LoRA on the training pairs, the text signal in H_DiT with and without it,
+    both datasets' H_DiT tapped again with it, the adapter retrained on them, every mode generated with it."""
+    from know3d_cli.config import load_config
+    from know3d_cli.data.retap import retap_dataset
+
+    steps = args.editor_lora
+    lora = train_editor_lora(work, tiny, datasets[0], steps)
+    editor = [f"editor.lora={lora}", *args.lora_tap]
+    tag = f"lora{steps}" + "".join("-" + o.removeprefix("tap.").replace("=", "-") for o in args.lora_tap)
+    signal = {"random": hdit_signal(tiny, work, []), "lora": hdit_signal(tiny, work, [f"editor.lora={lora}"])}
+    cfg = load_config([*SHARED, f"models.tiny_root={tiny}", *DATA, *editor])
+    retapped = [work / f"data-{name}-{tag}" for name in ("train", "test")]
+    for dataset, out in zip(datasets, retapped):
+        retap_dataset(dataset, out, cfg)
+    adapter = train_adapter(args, work, tiny, retapped[0], models, f"{tag}-adapter", [])
+    scores = evaluate(work, tiny, {**models, "adapter": adapter}, test_specs, retapped[1], truth, MODES,
+                      tag=tag, extra=tuple(editor))  # trellis does not use the editor: the control
+    figure(work, test_specs, retapped[1], truth,
+           [("trellis", "", "trellis"), ("multiview+LoRA", tag, "multiview"), ("know3d", "", "know3d"),
+            ("know3d+LoRA", tag, "know3d")], name=f"backpart-{tag}.png")
+    effect = {"random": text_effect(work, tiny, models, test_specs, datasets[1], truth),
+              "lora": text_effect(work, tiny, {**models, "adapter": adapter}, test_specs, retapped[1], truth,
+                                  tuple(editor))}
+    return {"steps": steps, "file": str(lora), "training": LORA_TRAIN, "tap": args.lora_tap, "signal": signal,
+            "table": table(scores), "per_asset": scores, "text_effect": effect}
+
+
+def train_editor_lora(work: Path, tiny: Path, dataset: Path, steps: int) -> Path:
+    """`know3d train editor-lora` on the training pairs (kept when a run of `steps` steps finished in `work`)."""
+    from know3d_cli.config import load_config
+    from know3d_cli.io import atomic_write
+    from know3d_cli.train.editor_lora import train_editor_lora as run_lora
+
+    out = work / f"editor-lora{steps}"
+    done = out / "done.json"
+    if done.is_file():
+        return Path(json.loads(done.read_text())["file"])
+    cfg = load_config([*SHARED, f"models.tiny_root={tiny}", "runtime.device=cpu", f"train.dataset={dataset}",
+                       f"train.seed={SEED}", "train.log_every=25", f"train.editor_lora.output={out}",
+                       f"train.editor_lora.steps={steps}", f"train.editor_lora.save_every={steps}", *LORA_TRAIN])
+    logger.info("training the editor LoRA (%d steps)", steps)
+    start = time.perf_counter()
+    result = run_lora(cfg, emit=lambda record: logger.info("%s", json.dumps(record)))
+    first, last = float(np.mean(result.losses[:25])), float(np.mean(result.losses[-25:]))
+    logger.info("editor LoRA: loss %.4f -> %.4f (means of the first and last 25 steps)", first, last)
+    atomic_write(done, json.dumps({"file": str(result.path), "steps": steps, "loss_first": first, "loss_last": last,
+                                   "seconds": round(time.perf_counter() - start, 1)}).encode())
+    return result.path
+
+
 # ------------------------------------------------------------------------------------------------ evaluation
-def evaluate(work: Path, tiny: Path, models: dict, specs, dataset: Path, truth: dict, modes, tag: str = "") -> list:
+def evaluate(work: Path, tiny: Path, models: dict, specs, dataset: Path, truth: dict, modes, tag: str = "",
+             extra: tuple[str, ...] = ()) -> list:
     from know3d_cli.config import load_config
     from know3d_cli.data.back_region import back_iou, identify_part
     from know3d_cli.pipeline import AssetJob, Know3dPipeline
@@ -232,21 +307,72 @@ def evaluate(work: Path, tiny: Path, models: dict, specs, dataset: Path, truth: 
     scores = []
     for mode in modes:
         cfg = load_config([*model_overrides(tiny, models["folders"]), f"mode={mode}", "trellis2.pipeline_type=ss",
-                           f"adapter.weights={models['adapter']}", "adapter.stages=[ss]", "preview=none"])
+                           f"adapter.weights={models['adapter']}", "adapter.stages=[ss]", "preview=none",
+                           "export.preview=false", *extra])
         pipeline = Know3dPipeline(cfg, keep_models=True)
-        out = work / f"generated{('-' + tag) if tag else ''}" / mode
-        if out.exists():
-            shutil.rmtree(out)
+        out, occupancy = work / f"generated{('-' + tag) if tag else ''}" / mode, occupancy_dir(work, tag, mode)
+        for folder in (out, occupancy):
+            if folder.exists():
+                shutil.rmtree(folder)
+        occupancy.mkdir(parents=True)
         for index, spec in enumerate(specs):
-            result = pipeline.run(AssetJob(dataset / "samples" / spec.id / "front.png", spec.id, spec.caption,
-                                           SEED + index), out)
-            coords = result.asset.voxel_coords.numpy()
-            np.save(out / spec.id / "occupancy.npy", coords)
+            job = AssetJob(dataset / "samples" / spec.id / "front.png", spec.id, spec.caption, SEED + index)
+            coords = structure(pipeline, job, out)
+            np.save(occupancy / f"{spec.id}.npy", coords)
             references = {part: occ for part, occ in _same_base(spec, truth).items()}
             scores.append({"id": spec.id, "mode": mode, "part": spec.part,
                            "back_iou": back_iou(coords, truth[spec.id]),
                            "identified": identify_part(coords, references)})
     return scores
+
+
+def structure(pipeline, job, out: Path) -> np.ndarray:
+    """The (M, 3) occupied voxels `pipeline` generates for `job`; an empty structure scores as empty."""
+    from know3d_cli.errors import GenerationError
+
+    try:
+        return pipeline.run(job, out).asset.voxel_coords.numpy()
+    except GenerationError as exc:
+        logger.warning("%s: %s", job.id, exc)
+        return np.zeros((0, 3), np.int64)
+
+
+def text_effect(work: Path, tiny: Path, models: dict, specs, dataset: Path, truth: dict,
+                editor: tuple[str, ...] = ()) -> dict:
+    """Does the back text steer the back? Every held-out front generated in `know3d` mode once per part's caption
+    (the asset's seed each time): how often the identified part is the captioned one (chance: 1 in 5), and how alike
+    one front's structures under different captions are (mean back-region IoU over caption pairs; 1 = the text
+    changes nothing). `editor`: editor overrides (`editor.lora=FILE`)."""
+    from itertools import combinations
+
+    from know3d_cli.config import load_config
+    from know3d_cli.data.back_region import back_iou, identify_part
+    from know3d_cli.data.procedural import CAPTIONS
+    from know3d_cli.pipeline import AssetJob, Know3dPipeline
+
+    cfg = load_config([*model_overrides(tiny, models["folders"]), "mode=know3d", "trellis2.pipeline_type=ss",
+                       f"adapter.weights={models['adapter']}", "adapter.stages=[ss]", "preview=none",
+                       "export.preview=false", *editor])
+    pipeline = Know3dPipeline(cfg, keep_models=True)
+    out = work / "generated-text-effect"
+    followed, alike = [], []
+    for index, spec in enumerate(specs):
+        structures = {}
+        for part in BENCH_PARTS:
+            if out.exists():
+                shutil.rmtree(out)
+            job = AssetJob(dataset / "samples" / spec.id / "front.png", spec.id, CAPTIONS[part], SEED + index)
+            structures[part] = structure(pipeline, job, out)
+            followed.append(identify_part(structures[part], _same_base(spec, truth)) == part)
+        alike.extend(back_iou(structures[a], structures[b]) for a, b in combinations(BENCH_PARTS, 2))
+    shutil.rmtree(out, ignore_errors=True)
+    return {"caption_followed": round(float(np.mean(followed)), 4),
+            "between_captions_back_iou": round(float(np.mean(alike)), 4), "generations": len(followed)}
+
+
+def occupancy_dir(work: Path, tag: str, mode: str) -> Path:
+    """Where the generated occupancies of a mode go, one `<id>.npy` (M, 3) each."""
+    return work / f"occupancy{('-' + tag) if tag else ''}" / mode
 
 
 def _same_base(spec, truth: dict) -> dict[str, np.ndarray]:
@@ -265,7 +391,10 @@ def table(scores: list) -> dict:
     return rows
 
 
-def figure(work: Path, specs, dataset: Path, truth: dict, scores: list) -> Path:
+def figure(work: Path, specs, dataset: Path, truth: dict, columns: list[tuple[str, str, str]],
+           name: str = "backpart.png") -> Path:
+    """`work/name`: per held-out asset, the front render, the ground truth from behind, then one column per
+    (title, run tag, mode) of generated structures from behind."""
     from PIL import Image
 
     from know3d_cli.render import contact_sheet, depth_image
@@ -277,76 +406,60 @@ def figure(work: Path, specs, dataset: Path, truth: dict, scores: list) -> Path:
         plain = Image.new("RGB", front.size, (255, 255, 255))
         plain.paste(front, mask=front.split()[3])
         row = [plain.resize((side, side)), depth_image(truth[spec.id], 64, 0.0, size=side)]
-        for mode in MODES:
-            coords = np.load(work / "generated" / mode / spec.id / "occupancy.npy")
+        for _, tag, mode in columns:
+            coords = np.load(occupancy_dir(work, tag, mode) / f"{spec.id}.npy")
             row.append(depth_image(coords, 64, 0.0, size=side))
         rows.append(row)
-    sheet = contact_sheet(rows, titles=["front", "truth (back)", *[f"{m} (back)" for m in MODES]])
-    path = work / "backpart.png"
+    sheet = contact_sheet(rows, titles=["front", "truth (back)", *[title for title, _, _ in columns]])
+    path = work / name
     buf = io.BytesIO()
-    sheet.save(buf, format="PNG")
+    sheet.save(buf, format="PNG", optimize=True)
     path.write_bytes(buf.getvalue())
     return path
 
 
-def hdit_signal(work: Path, seeds: int = 3) -> dict:
+def hdit_signal(tiny: Path, work: Path, editor: list[str], seeds: int = 3) -> dict:
     """How much of H_DiT is the back text: for one front view of the family, the tapped states of every caption
-    under `seeds` editor noises; per tap setting, the variance across captions (of the per-caption means) against the
-    variance across noises, and bf16's rounding step at the states' scale (the dataset stores H_DiT in bf16)."""
+    under `seeds` editor noises (the same noises for every caption); per tap setting, the variance across captions
+    (of the per-caption means) against the variance across noises, their ratio, and bf16's rounding step at the
+    states' scale (the dataset stores H_DiT in bf16). `editor`: overrides of the editor (`editor.lora=FILE`)."""
     from know3d_cli.config import load_config
+    from know3d_cli.data import load_asset, render_view_pair
     from know3d_cli.data.procedural import CAPTIONS, AssetSpec, write_family
     from know3d_cli.editor import imagine_back, load_editor
     from know3d_cli.mllm import build_back_prompt
     from know3d_cli.runtime import resolve_runtime
-    from know3d_cli.tiny import build_tiny_models
 
-    tiny = build_tiny_models(work / "tiny")
     manifest = write_family([AssetSpec("cylinder", "tall", "none", 0)], work / "assets" / "signal")
-    from know3d_cli.data import load_asset, render_view_pair
-
     cfg = load_config([*SHARED, f"models.tiny_root={tiny}", *DATA])
     asset = load_asset(manifest.parent / "cylinder-tall-none-c0.glb", cfg.data.asset)
     front = render_view_pair(asset, 0.0, 5.0, cfg.data.views, cfg.preprocess).front_image
     captions = [CAPTIONS[p] for p in BENCH_PARTS]
     settings = {"block1_step0.25_target": [], "block0_step0.25_target": ["tap.block=0"],
                 "block1_step0.0_target": ["tap.step_frac=0.0"], "block1_step0.5_target": ["tap.step_frac=0.5"],
-                "block1_step0.25_all": ["tap.tokens=all"]}
+                "block1_step0.75_target": ["tap.step_frac=0.75"], "block1_step0.25_all": ["tap.tokens=all"]}
     report = {}
     for name, extra in settings.items():
-        run_cfg = load_config([*SHARED, f"models.tiny_root={tiny}", *extra])
-        editor = load_editor(tiny / "editor", run_cfg.editor, resolve_runtime(run_cfg.runtime))
+        run_cfg = load_config([*SHARED, f"models.tiny_root={tiny}", *editor, *extra])
+        pipe = load_editor(tiny / "editor", run_cfg.editor, resolve_runtime(run_cfg.runtime))
         states = torch.stack([torch.stack([
-            imagine_back(editor, front, build_back_prompt(c).instruction, run_cfg.editor, run_cfg.tap,
+            imagine_back(pipe, front, build_back_prompt(c).instruction, run_cfg.editor, run_cfg.tap,
                          preview="none", generator=torch.Generator().manual_seed(seed)).hidden[0].float()
             for seed in range(seeds)]) for c in captions])  # (captions, seeds, h, w, C)
         scale = states.abs().mean().item()
-        report[name] = {"between_captions_var": states.mean(dim=1).var(dim=0).mean().item(),
-                        "between_noises_var": states.var(dim=1).mean().item(), "mean_abs": scale,
+        between_captions, between_noises = states.mean(dim=1).var(dim=0).mean().item(), states.var(dim=1).mean().item()
+        report[name] = {"between_captions_var": between_captions, "between_noises_var": between_noises,
+                        "ratio": between_captions / between_noises, "mean_abs": scale,
                         "bf16_step_at_mean_abs": scale * 2.0**-8}
         logger.info("%s: %s", name, report[name])
     return report
 
 
-def ship(work: Path, models: dict) -> None:
-    """The trained set into the package (`know3d_cli/tiny/trained/`): SS flow, VAE, adapter, demo image."""
-    from know3d_cli.tiny.backpart import SS_FLOW_NAME, trained_dir
+def signal(work: Path) -> dict:
+    """`--signal`: `hdit_signal` of the random tiny editor."""
+    from know3d_cli.tiny import build_tiny_models
 
-    target = trained_dir()
-    if target.exists():
-        shutil.rmtree(target)
-    (target / "ckpts").mkdir(parents=True)
-    for name in (SS_FLOW_NAME, "ss_enc_conv3d_16l8_fp16", "ss_dec_conv3d_16l8_fp16"):
-        for suffix in (".json", ".safetensors"):
-            shutil.copyfile(models["weights"] / "ckpts" / f"{name}{suffix}", target / "ckpts" / f"{name}{suffix}")
-    shutil.copytree(models["adapter"], target / "adapter")
-    samples = sorted((work / "data-test" / "samples").iterdir())
-    demo = next((s for s in samples if s.name.startswith("cylinder-tall-")), samples[0]) / "front.png"
-    shutil.copyfile(demo, target / "demo.png")
-    files = sorted(p for p in target.rglob("*") if p.is_file())
-    settings = {"overrides": SHARED[1:] + ["trellis2.pipeline_type=ss", "adapter.stages=[ss]"],
-                "made_by": "python scripts/bench_backpart.py --ship", "seed": SEED,
-                "sha256": {str(p.relative_to(target)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}}
-    (target / "settings.json").write_text(json.dumps(settings, indent=2) + "\n")
+    return hdit_signal(build_tiny_models(work / "tiny"), work, [])
 
 
 if __name__ == "__main__":

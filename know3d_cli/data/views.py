@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from ..config import PreprocessConfig, ViewsConfig
 from ..errors import AssetError, InputError
-from ..preprocess import downscale, square_crop
+from ..preprocess import downscale, premultiply_on_black, square_crop
 from ..render import OrbitView, RenderSettings, Renderer
 from .asset import Asset
 
@@ -71,6 +72,23 @@ def render_view_pair(asset: Asset, azimuth: float, elevation: float, views: View
     return ViewPair(azimuth, elevation, crops[0][0], crops[1][0], crops[0][1], crops[1][1])
 
 
+def stored_view(path: Path) -> Image.Image:
+    """A dataset's RGBA render (`front.png`, `back.png`) as the models saw it at build time: "RGB" premultiplied
+    onto black, bit for bit the `ViewPair.front_image` / `back_image` it was saved from.
+
+    Raises:
+        InputError: the file is missing or not a readable image.
+    """
+    try:
+        with Image.open(path) as image:
+            rgba = image.convert("RGBA")
+    except FileNotFoundError as exc:
+        raise InputError(f"dataset file {path} not found") from exc
+    except OSError as exc:
+        raise InputError(f"{path} is not a readable image: {exc}") from exc
+    return premultiply_on_black(rgba)
+
+
 def asset_scene(asset: Asset):
     """The normalised asset as a trimesh `Scene` in glTF's frame (+Y up), one mesh per material."""
     import trimesh
@@ -107,4 +125,4 @@ def _image(pixels: np.ndarray | None) -> Image.Image | None:
     return None if pixels is None else Image.fromarray(pixels)
 
 
-__all__ = ["ViewPair", "asset_scene", "draw_view_angles", "occupancy_azimuth", "render_view_pair"]
+__all__ = ["ViewPair", "asset_scene", "draw_view_angles", "occupancy_azimuth", "render_view_pair", "stored_view"]

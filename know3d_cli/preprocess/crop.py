@@ -74,8 +74,12 @@ def square_crop(
     """
     box = crop_box(np.asarray(rgba.getchannel("A")), cfg, name=name, mask_source=mask_source)
     cropped = rgba.crop(box)
-    pixels = np.asarray(cropped, dtype=np.float32) / 255.0  # (S, S, 4)
+    return premultiply_on_black(cropped), cropped, box
+
+
+def premultiply_on_black(rgba: Image.Image) -> Image.Image:
+    """An "RGBA" image's colour premultiplied by its alpha, as "RGB" (what the models see of a prepared crop)."""
+    pixels = np.asarray(rgba.convert("RGBA"), dtype=np.float32) / 255.0  # (H, W, 4)
     premultiplied = pixels[:, :, :3] * pixels[:, :, 3:4]
     # Truncation (not rounding) to uint8, as TRELLIS.2 does.
-    image = Image.fromarray((premultiplied * 255.0).astype(np.uint8), mode="RGB")
-    return image, cropped, box
+    return Image.fromarray((premultiplied * 255.0).astype(np.uint8), mode="RGB")

@@ -1,4 +1,4 @@
-"""The toy models of the back-part benchmark (`scripts/bench_backpart.py`) and of `know3d demo`.
+"""The toy models of the back-part benchmark (`scripts/bench_backpart.py`).
 
 The sparse-structure stage at a width and depth a CPU trains in minutes: a VAE from the 64^3 occupancy to an
 8 x 8^3 latent (three downsamplings instead of the released two, so the flow attends over 512 tokens instead of 4096),
@@ -8,16 +8,12 @@ Everything else (the editor, DINOv3, the shape and texture stages) is the tiny r
 `write_model_folders` lays such a set out in the released folder layout: a TRELLIS.2 folder (the tiny one with its
 SS flow replaced) and a TRELLIS-image-large folder (the SS encoder and decoder), from given checkpoints or, before
 training, from random weights with these architectures (what `train.from_scratch=true` starts from).
-`write_trained_set` does it with the weights trained by the benchmark that ship in `know3d_cli/tiny/trained/`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import shutil
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +25,7 @@ from ..trellis2.models.sparse_structure_decoder import SparseStructureDecoder
 from ..trellis2.models.sparse_structure_encoder import SparseStructureEncoder
 from ..trellis2.models.sparse_structure_flow import SparseStructureFlowModel
 from .dinov3 import TINY_DINOV3_HIDDEN
-from .marker import clear, is_complete, mark_complete
+from .marker import clear, mark_complete
 from .trellis2 import SS_DECODER_DIR, SS_DECODER_NAME, SS_ENCODER_NAME, TRELLIS2_DIR
 
 logger = logging.getLogger(__name__)
@@ -44,13 +40,6 @@ SS_FLOW_ARGS: dict[str, Any] = {"resolution": LATENT_SIDE, "in_channels": 8, "ou
                                 "cond_channels": TINY_DINOV3_HIDDEN, "num_blocks": 4, "num_heads": 4, "mlp_ratio": 4.0,
                                 "pe_mode": "rope", "share_mod": True, "qk_rms_norm": True, "qk_rms_norm_cross": True,
                                 "dtype": "bfloat16"}
-TRAINED_FILES = "trained"  # package folder of the shipped weights
-_KIND = "backpart-set"
-
-
-def trained_dir() -> Path:
-    """The shipped trained files: `ckpts/` (SS flow, encoder, decoder), `adapter/ss.*`, `demo.png`, `settings.json`."""
-    return Path(str(resources.files("know3d_cli.tiny").joinpath(TRAINED_FILES)))
 
 
 def write_model_folders(out: Path, tiny_root: Path, weights: Path | None = None, seed: int = 0) -> Path:
@@ -77,28 +66,8 @@ def write_model_folders(out: Path, tiny_root: Path, weights: Path | None = None,
         for name, target in ((SS_FLOW_NAME, trellis_dir), (SS_ENCODER_NAME, ss_dir), (SS_DECODER_NAME, ss_dir)):
             for suffix in (".json", ".safetensors"):
                 shutil.copyfile(Path(weights) / "ckpts" / f"{name}{suffix}", target / "ckpts" / f"{name}{suffix}")
-    mark_complete(out, _KIND, seed)
+    mark_complete(out, "backpart-set", seed)
     return out
-
-
-def write_trained_set(out: Path, tiny_root: Path) -> Path:
-    """The trained toy set of the demo under `out` (once): the model folders and `out/adapter` (idempotent)."""
-    out = Path(out)
-    source = trained_dir()
-    # the shipped files' own fingerprint: a know3d with other trained weights rewrites the set
-    kind = f"{_KIND}-trained-{hashlib.sha256((source / 'settings.json').read_bytes()).hexdigest()[:12]}"
-    if is_complete(out, kind, 0):
-        return out
-    write_model_folders(out, tiny_root, weights=source)
-    shutil.copytree(source / "adapter", out / "adapter")
-    mark_complete(out, kind, 0)
-    return out
-
-
-def demo_settings() -> dict[str, Any]:
-    """`settings.json` of the shipped set: the overrides generation needs (those the training data was built with)
-    and how the set was made."""
-    return json.loads((trained_dir() / "settings.json").read_text())
 
 
 def _write_random(trellis_dir: Path, ss_dir: Path, seed: int) -> None:
@@ -114,5 +83,4 @@ def _write_random(trellis_dir: Path, ss_dir: Path, seed: int) -> None:
             save_checkpoint(network, ss_dir / "ckpts" / name, cls.__name__, args, write=atomic_write)
 
 
-__all__ = ["LATENT_SIDE", "SS_DECODER_ARGS", "SS_ENCODER_ARGS", "SS_FLOW_ARGS", "SS_FLOW_NAME", "demo_settings",
-           "trained_dir", "write_model_folders", "write_trained_set"]
+__all__ = ["LATENT_SIDE", "SS_DECODER_ARGS", "SS_ENCODER_ARGS", "SS_FLOW_ARGS", "SS_FLOW_NAME", "write_model_folders"]

@@ -26,11 +26,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 
 from .. import hub
 from ..config import EditorConfig, Know3dConfig
-from ..errors import BackendUnavailable, ConfigError, InputError
+from ..data.views import stored_view
+from ..errors import BackendUnavailable, ConfigError
 from ..io import atomic_write, ensure_writable_dir
 from ..runtime import resolve_runtime
 from ..train_config import MixedPrecision, TrainStage
@@ -149,19 +149,6 @@ def save_lora(pipe, transformer, lora_state: dict[str, torch.Tensor], out_dir: P
     return out_dir / LORA_FILE
 
 
-def _rgb(path: Path) -> Image.Image:
-    """An RGBA render as the editor sees a prepared photo: RGB premultiplied on black."""
-    if not path.is_file():
-        raise InputError(f"dataset file {path} not found")
-    try:
-        with Image.open(path) as image:
-            rgba = image.convert("RGBA")
-    except OSError as exc:
-        raise InputError(f"{path} is not a readable image: {exc}") from exc
-    black = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
-    return Image.alpha_composite(black, rgba).convert("RGB")
-
-
 @torch.no_grad()
 def encode_edit(pipe, entry: IndexEntry, variant: int, editor: EditorConfig) -> EncodedEdit:
     """Encode sample `entry`'s pair with instruction `variant` exactly like `imagine_back` feeds the pipeline."""
@@ -171,7 +158,7 @@ def encode_edit(pipe, entry: IndexEntry, variant: int, editor: EditorConfig) -> 
 
     from ..editor.pipeline import condition_area
 
-    front, back = _rgb(entry.dir / "front.png"), _rgb(entry.dir / "back.png")
+    front, back = stored_view(entry.dir / "front.png"), stored_view(entry.dir / "back.png")
     device, dtype = pipe._execution_device, pipe.transformer.dtype
     scale = pipe.vae_scale_factor
     side = editor.resolution // (scale * 2) * (scale * 2)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -186,6 +187,57 @@ def test_every_training_command_runs_on_the_built_dataset(built, tiny_root, tmp_
                             "train.editor_lora.steps=1", "train.log_every=1")
     assert code == 0, err
     assert events[-1]["event"] == "editor_lora_done" and Path(events[-1]["file"]).is_file()
+
+
+def test_retap_recomputes_only_hdit_and_reproduces_the_build(built, tiny_root, tmp_path):
+    from know3d_cli.config import load_config
+    from know3d_cli.data.retap import retap_dataset
+    from know3d_cli.errors import ConfigError, InputError
+
+    out, _, _ = built
+    same = retap_dataset(out, tmp_path / "same", load_config(build_args(tiny_root)))
+    assert (same.total, same.retapped, same.skipped) == (3, 3, 0)
+    moved = tmp_path / "moved"
+    retap_dataset(out, moved, load_config(build_args(tiny_root, "tap.step_frac=0.5")))
+    info = json.loads((moved / DATASET_FILE).read_text())
+    assert info["settings"]["tap"]["step_frac"] == 0.5 and info["built_by"]["retapped_from"] == str(out)
+    source_info = json.loads((out / DATASET_FILE).read_text())
+    assert {k: v for k, v in info["settings"].items() if k != "tap"} == \
+        {k: v for k, v in source_info["settings"].items() if k != "tap"}
+    for sample in ("rod", "ring", "hook"):
+        original = {f: _tensors(out / "samples" / sample / f) for f in (LATENTS_FILE, CONDITIONS_FILE)}
+        # the build's own editor settings give back its H_DiT bit for bit: same front view, prompts and seeds
+        assert _tensors(tmp_path / "same" / "samples" / sample / CONDITIONS_FILE).keys() == \
+            original[CONDITIONS_FILE].keys()
+        for key, value in _tensors(tmp_path / "same" / "samples" / sample / CONDITIONS_FILE).items():
+            assert torch.equal(value, original[CONDITIONS_FILE][key]), (sample, key)
+        # another tap step changes H_DiT and nothing else
+        conditions = _tensors(moved / "samples" / sample / CONDITIONS_FILE)
+        assert not torch.equal(conditions["hdit"], original[CONDITIONS_FILE]["hdit"])
+        assert torch.equal(conditions["dino_512"], original[CONDITIONS_FILE]["dino_512"])
+        for key, value in _tensors(moved / "samples" / sample / LATENTS_FILE).items():
+            assert torch.equal(value, original[LATENTS_FILE][key]), (sample, key)
+        record = json.loads((moved / "samples" / sample / SAMPLE_FILE).read_text())
+        before = json.loads((out / "samples" / sample / SAMPLE_FILE).read_text())
+        assert record["tap"]["step_frac"] == 0.5 and record["prompts"] == before["prompts"]
+        assert record["variants"] == before["variants"] and record["camera"] == before["camera"]
+        assert (moved / "samples" / sample / "front.png").read_bytes() == (out / "samples" / sample /
+                                                                           "front.png").read_bytes()
+    assert retap_dataset(out, moved, load_config(build_args(tiny_root, "tap.step_frac=0.5"))).skipped == 3
+    with pytest.raises(ConfigError, match="other settings"):
+        retap_dataset(out, moved, load_config(build_args(tiny_root)))
+    with pytest.raises(InputError, match="not a dataset folder"):
+        retap_dataset(tmp_path / "nothing", tmp_path / "x", load_config(build_args(tiny_root)))
+    broken = tmp_path / "broken"
+    shutil.copytree(out, broken)
+    (broken / "samples" / "hook" / CONDITIONS_FILE).unlink()
+    with pytest.raises(InputError, match="not a complete sample"):
+        retap_dataset(broken, tmp_path / "y", load_config(build_args(tiny_root)))
+
+
+def _tensors(path: Path) -> dict[str, torch.Tensor]:
+    with safe_open(str(path), framework="pt") as f:
+        return {key: f.get_tensor(key) for key in f.keys()}
 
 
 def test_inspect_reports_counts_failures_and_a_contact_sheet(built, tmp_path):

@@ -8,7 +8,8 @@ from PIL import Image
 
 from know3d_cli.config import AssetConfig, PreprocessConfig, ViewsConfig
 from know3d_cli.data import asset_scene, draw_view_angles, load_asset, render_view_pair
-from know3d_cli.errors import AssetError
+from know3d_cli.data.views import stored_view
+from know3d_cli.errors import AssetError, InputError
 from know3d_cli.preprocess import crop_box
 
 from .conftest import BOX_COLORS, colored_box, textured_quad
@@ -47,6 +48,17 @@ def test_views_use_the_inference_crop(box_asset):
     rgba = np.asarray(pair.front, dtype=np.float32)
     np.testing.assert_allclose(rgb, np.floor(rgba[..., :3] * rgba[..., 3:] / 255), atol=1)  # premultiplied on black
     assert rgb[alpha == 0].max() == 0
+
+
+def test_a_stored_render_reads_back_as_the_models_saw_it(box_asset, tmp_path):
+    pair = render_view_pair(box_asset, 30.0, 5.0, ViewsConfig(size=96, shading="flat"), PreprocessConfig())
+    pair.front.save(tmp_path / "front.png")  # what the dataset writer stores
+    assert stored_view(tmp_path / "front.png").tobytes() == pair.front_image.tobytes()
+    with pytest.raises(InputError, match="not found"):
+        stored_view(tmp_path / "missing.png")
+    (tmp_path / "garbage.png").write_bytes(b"not a png")
+    with pytest.raises(InputError, match="not a readable image"):
+        stored_view(tmp_path / "garbage.png")
 
 
 def test_draw_view_angles_stays_in_range():

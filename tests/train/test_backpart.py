@@ -52,6 +52,6 @@ def test_every_stage_connects(bench, tiny_root, train_data, tmp_path, one_thread
     scores = bench.evaluate(tmp_path, tiny_root, models, specs, train_data, truth, ("know3d",))
     (score,) = scores
     assert score["mode"] == "know3d" and score["identified"] in ("0000", "0001") and 0.0 <= score["back_iou"] <= 1.0
-    coords = np.load(tmp_path / "generated" / "know3d" / "synthetic-0000" / "occupancy.npy")
+    coords = np.load(bench.occupancy_dir(tmp_path, "", "know3d") / "synthetic-0000.npy")
     assert coords.ndim == 2 and coords.shape[1] == 3 and len(coords) > 0
     assert bench.table(scores)["know3d"]["assets"] == 1
