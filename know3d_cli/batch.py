@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Callable, TypeVar
 
 from .asset_run import input_png
-from .config import EngineName, Know3dConfig, load_config, to_container
+from .config import EngineName, Know3dConfig, load_config, override_key, to_container
 from .errors import ConfigError, InputError, Know3dError, OutputError, WriteFailure, run_exit_code
 from .io import ensure_writable_dir
 from .manifest import ManifestRow, RowDefaults, read_manifest
@@ -114,7 +114,7 @@ class RowConfigs:
 
     def _compose(self, row_overrides: tuple[str, ...]) -> Know3dConfig:
         for override in row_overrides:
-            if override.lstrip("+~").split("=", 1)[0].split(".", 1)[0] == "engine":
+            if override_key(override).split(".", 1)[0] == "engine":
                 raise ConfigError(f"the row's override {override!r} sets the engine, which is the command's setting "
                                   "(pass it on the command line)")
         return load_config(self.overrides + list(row_overrides))

@@ -371,13 +371,18 @@ def load_config(overrides: list[str] | tuple[str, ...] = ()) -> Know3dConfig:
     return obj
 
 
+def override_key(override: str) -> str:
+    """The dotted key a Hydra override sets: `+train.seed=1` -> `train.seed`, `~engine` -> `engine`."""
+    return override.split("=", 1)[0].lstrip("+~")
+
+
 RENAMED_KEYS = {"train.p_uncond_ext": "train.p_uncond_editor"}  # old key -> new key (README: Configuration)
 
 
 def _refuse_renamed_keys(overrides: list[str] | tuple[str, ...]) -> None:
     """A renamed key is an error that names its new name, rather than Hydra's bare "not in struct"."""
     for override in overrides:
-        key = override.split("=", 1)[0].lstrip("+~")
+        key = override_key(override)
         if key in RENAMED_KEYS:
             raise ConfigError(f"{key} was renamed to {RENAMED_KEYS[key]}")
 
@@ -526,6 +531,6 @@ __all__ = [
     "DataLatents", "EditorPipelineKind", "EngineConfig", "EngineName", "ExportConfig", "ExportFormat", "ExportOrigin", "Know3dConfig",
     "MllmConfig", "Mode", "ModelSpec", "ModelsConfig", "OVoxelConfig", "PreprocessConfig", "Preview", "PromptsConfig",
     "RayEngineConfig", "RuntimeConfig", "RuntimeDtype", "Shading", "TapConfig", "TapTokens", "TextConfig", "TextSource",
-    "TextureFormat", "ViewsConfig", "config_dir", "load_config", "recorded_settings", "to_container",
+    "TextureFormat", "ViewsConfig", "config_dir", "load_config", "override_key", "recorded_settings", "to_container",
     "to_yaml", "validate",
 ]

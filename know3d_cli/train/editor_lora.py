@@ -30,6 +30,7 @@ import torch
 from .. import hub
 from ..config import EditorConfig, Know3dConfig
 from ..data.views import stored_view
+from ..data.writer import BACK_FILE, FRONT_FILE
 from ..errors import BackendUnavailable, ConfigError
 from ..io import atomic_write, ensure_writable_dir
 from ..runtime import resolve_runtime
@@ -158,7 +159,7 @@ def encode_edit(pipe, entry: IndexEntry, variant: int, editor: EditorConfig) -> 
 
     from ..editor.pipeline import condition_area
 
-    front, back = stored_view(entry.dir / "front.png"), stored_view(entry.dir / "back.png")
+    front, back = stored_view(entry.dir / FRONT_FILE), stored_view(entry.dir / BACK_FILE)
     device, dtype = pipe._execution_device, pipe.transformer.dtype
     scale = pipe.vae_scale_factor
     side = editor.resolution // (scale * 2) * (scale * 2)
