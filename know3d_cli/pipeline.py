@@ -102,7 +102,6 @@ class Know3dPipeline:
 
     def _generate(self, job: AssetJob) -> AssetRun:
         """The chain, for one asset."""
-        from .editor import imagine_back
         from .export import encode_mesh, render_previews
         from .mllm import build_back_prompt
 
@@ -121,6 +120,8 @@ class Know3dPipeline:
         prompt = build_back_prompt(job.back, expansion.text if expansion is not None else None)
         tap = None
         if plan.uses_editor:
+            from .editor import imagine_back  # diffusers' Qwen-Image pipelines: seconds to import, not needed without
+
             with stage("editor"), models.using("editor") as editor:
                 tap = imagine_back(editor, prepared.image, prompt.instruction, cfg.editor, cfg.tap,
                                    preview=cfg.preview, generator=torch.Generator("cpu").manual_seed(seed),
