@@ -29,6 +29,15 @@ VALIDATOR_PACKAGE = REPO_ROOT / ".ci" / "node" / "node_modules" / "gltf-validato
 VALIDATE_SCRIPT = Path(__file__).parent / "export" / "validate_gltf.js"
 VALIDATOR_INSTALL = "npm install --no-save --prefix .ci/node gltf-validator@2.0.0-dev.3.10"
 
+# the cheapest complete run: plain TRELLIS.2, stage 1 only, one sampler step, a small image, mesh and preview
+SMALLEST = ("mode=trellis", "trellis2.pipeline_type=ss", "trellis2.ss.steps=1", "export.faces=2000",
+            "preprocess.max_side=64", "export.preview_size=64")
+
+
+def tiny(root: Path, *extra: str) -> list[str]:
+    """Overrides that point every model at the session's tiny set (`tiny_root`)."""
+    return ["preset=tiny", f"models.tiny_root={root}", *extra]
+
 
 @dataclass
 class CliResult:

@@ -12,12 +12,12 @@ from PIL import Image
 from know3d_cli.errors import EXIT_BATCH_FAILURES, EXIT_OK, EXIT_USAGE
 from know3d_cli.shard import shard_of
 
-SMALLEST = ("preset=tiny", "mode=trellis", "trellis2.pipeline_type=ss", "trellis2.ss.steps=1", "export.faces=2000",
-            "preprocess.max_side=64")
+from .conftest import SMALLEST, tiny
+
 
 
 def shard_run(run_cli, csv: Path, out: Path, root: Path, spec: str):
-    res = run_cli("batch", csv, "--out", out, "--shard", spec, "--quiet", f"models.tiny_root={root}", *SMALLEST)
+    res = run_cli("batch", csv, "--out", out, "--shard", spec, "--quiet", *tiny(root, *SMALLEST))
     *items, summary = res.events
     return res.code, {e["id"]: e["status"] for e in items}, summary
 

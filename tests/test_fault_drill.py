@@ -22,14 +22,14 @@ from know3d_cli.cli import main
 from know3d_cli.errors import EXIT_OK, EXIT_RUNTIME
 from know3d_cli.metadata import METADATA_FILE
 
+from .conftest import SMALLEST, tiny
+
 pytestmark = pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs Linux /proc and fork")
 
-SMALLEST = ("mode=trellis", "trellis2.pipeline_type=ss", "trellis2.ss.steps=1", "export.faces=2000",
-            "preprocess.max_side=64")
 
 
 def fast(root: Path) -> list[str]:
-    return ["--quiet", "preset=tiny", f"models.tiny_root={root}", *SMALLEST]
+    return ["--quiet", *tiny(root, *SMALLEST)]
 
 
 def manifest(folder: Path, names: list[str]) -> Path:

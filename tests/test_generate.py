@@ -32,13 +32,8 @@ from know3d_cli.errors import (
 )
 from know3d_cli.metadata import METADATA_FILE
 
-# plain TRELLIS.2, stage 1 only, one sampler step, a small mesh: the cheapest complete run
-FAST_SS = ("mode=trellis", "trellis2.pipeline_type=ss", "trellis2.ss.steps=1", "export.faces=2000")
+from .conftest import SMALLEST, tiny
 
-
-def tiny(root: Path, *extra: str) -> list[str]:
-    """Overrides that point every model at the session's tiny set."""
-    return ["preset=tiny", f"models.tiny_root={root}", *extra]
 
 
 def know3d(root: Path) -> list[str]:
@@ -148,7 +143,7 @@ def test_batch_isolates_failures_resumes_and_rejects_unsafe_ids(run_cli, tiny_ro
     manifest.write_text("\ufeffimage,back,id,seed\ngood.png,\"a pocket, zipped\",,5\n\nmissing.png,,,\n"
                         "corrupt.png,,,\n", encoding="utf-8")
     out = tmp_path / "out"
-    args = ("batch", manifest, "--out", out, "--quiet", *tiny(tiny_root, *FAST_SS))
+    args = ("batch", manifest, "--out", out, "--quiet", *tiny(tiny_root, *SMALLEST))
     res = run_cli(*args)
     assert res.code == EXIT_BATCH_FAILURES, res.stderr
     *items, summary = res.events
@@ -171,7 +166,7 @@ def test_batch_isolates_failures_resumes_and_rejects_unsafe_ids(run_cli, tiny_ro
 
     unsafe = tmp_path / "unsafe.csv"
     unsafe.write_text("image,id\ngood.png,../escape\n", encoding="utf-8")
-    res = run_cli("batch", unsafe, "--out", out, "--quiet", *tiny(tiny_root, *FAST_SS))
+    res = run_cli("batch", unsafe, "--out", out, "--quiet", *tiny(tiny_root, *SMALLEST))
     assert res.code == EXIT_BATCH_FAILURES
     (item, summary) = res.events
     assert item["status"] == "failed" and "id" in item["error"]
@@ -333,7 +328,7 @@ def test_bad_input_is_one_line_with_exit_code_and_no_output(run_cli, tiny_root, 
         disk_full(monkeypatch, out)
     else:
         fault(monkeypatch, out)
-    overrides = tiny(tiny_root, *FAST_SS)
+    overrides = tiny(tiny_root, *SMALLEST)
     if any(e.startswith("models.tiny_root=") for e in extra):
         overrides = ["preset=tiny", "mode=trellis"]
     with _time_limit(120):  # a hang (a FIFO read) fails instead of blocking the suite
@@ -392,7 +387,7 @@ def test_unwritable_output_dir_is_usage_error(run_cli, tiny_root, tmp_path):
 def test_failed_run_keeps_the_previous_finished_asset(run_cli, tiny_root, tmp_path):
     image = photo(tmp_path / "mug.png")
     out = tmp_path / "out"
-    settings = tiny(tiny_root, *FAST_SS)
+    settings = tiny(tiny_root, *SMALLEST)
     ok = run_cli("generate", image, "--out", out, "--quiet", *settings)
     assert ok.code == EXIT_OK
     before = {name: (out / "mug" / name).read_bytes() for name in os.listdir(out / "mug")}
@@ -405,7 +400,7 @@ def test_failed_run_keeps_the_previous_finished_asset(run_cli, tiny_root, tmp_pa
 
 # ------------------------------------------------------------------------------------------------ studio use
 def _studio(root: Path, out: Path, *extra: str) -> tuple:
-    return ("--out", out, "--quiet", *tiny(root, *FAST_SS, *extra))
+    return ("--out", out, "--quiet", *tiny(root, *SMALLEST, *extra))
 
 
 def test_generate_takes_a_glob_names_by_template_and_never_replaces_silently(run_cli, tiny_root, tmp_path,

@@ -19,6 +19,8 @@ from PIL import Image
 
 from know3d_cli.cli import main
 
+from .conftest import SMALLEST, tiny
+
 ERASE_LINE = "\x1b[2K"  # what Rich writes before printing above its live display
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
@@ -31,8 +33,7 @@ def test_batch_stdout_is_complete_while_stderr_is_a_terminal(tiny_root, tmp_path
         Image.fromarray(arr).save(tmp_path / f"{name}.png")
     manifest = tmp_path / "m.csv"
     manifest.write_text("image\na.png\nb.png\n", encoding="utf-8")
-    args = ["batch", str(manifest), "--out", str(tmp_path / "out"), "preset=tiny", f"models.tiny_root={tiny_root}",
-            "mode=trellis", "trellis2.pipeline_type=ss", "trellis2.ss.steps=1", "export.faces=2000"]
+    args = ["batch", str(manifest), "--out", str(tmp_path / "out"), *tiny(tiny_root, *SMALLEST)]
 
     master, terminal = pty.openpty()  # stderr: a terminal, so the live display runs
     fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))  # a 80-column terminal

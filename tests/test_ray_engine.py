@@ -2,9 +2,10 @@
 mid-write, an item that always fails, Ctrl-C, resume; and the engine's parts that need no Ray.
 
 Faults are injected into the Ray workers only, by a `worker_process_setup_hook` that wraps the pipeline in each
-worker process as `faults.json` asks (per asset id): `fail` (a runtime error on every attempt), `die_once` (the
-worker leaves a partial folder and SIGKILLs itself while writing, once), `interrupt` (the worker sends SIGINT to the
-driver, then hangs). Every attempt is recorded with the worker's pid in `attempts.jsonl`.
+worker process as `faults.json` asks (per asset id): `fail` (a runtime error on every attempt), `die` (the worker
+SIGKILLs itself as it starts the item, every attempt), `die_once` (the worker leaves a partial folder and SIGKILLs
+itself while writing, once), `interrupt` (the worker sends SIGINT to the driver, then hangs). Every attempt is
+recorded with the worker's pid in `attempts.jsonl`.
 """
 
 from __future__ import annotations
@@ -31,13 +32,13 @@ from know3d_cli.errors import (
 from know3d_cli.metadata import METADATA_FILE
 from know3d_cli.report.page import ASSETS_DIR
 
-SMALLEST = ("preset=tiny", "mode=trellis", "trellis2.pipeline_type=ss", "trellis2.ss.steps=1", "export.faces=2000",
-            "preprocess.max_side=64")
+from .conftest import SMALLEST, tiny
+
 TIMINGS = ("timings_s", "peak_memory", "run")  # what may differ between two runs of the same item (times, start)
 
 
 def settings(root: Path, *extra: str) -> list[str]:
-    return ["--quiet", f"models.tiny_root={root}", *SMALLEST, *extra]
+    return ["--quiet", *tiny(root, *SMALLEST, *extra)]
 
 
 def on_ray(*extra: str) -> list[str]:
@@ -87,6 +88,8 @@ def fault_hook(faults: str):
                 fh.write(json.dumps({"id": job.id, "pid": os.getpid()}) + "\n")
             if asked.get(job.id) == "fail":
                 raise GenerationError(f"injected failure of {job.id}")
+            if asked.get(job.id) == "die":
+                os.kill(os.getpid(), signal.SIGKILL)
             if asked.get(job.id) == "interrupt":
                 os.kill(asked["driver"], signal.SIGINT)
                 time.sleep(120)
@@ -136,8 +139,10 @@ def attempts_of(record: Path) -> dict[str, list[int]]:
 # ------------------------------------------------------------------------------------ on Ray
 def test_every_item_once_the_local_files_a_lost_actor_redone_and_a_failing_item_retried_elsewhere(
         run_cli, tiny_root, tmp_path, faults, one_thread):
-    csv = manifest(tmp_path, ["a", "b", "c", "d"], overrides={"c": "export.faces=1500"})  # c: its own settings
-    local = run_cli("batch", csv, "--out", tmp_path / "local", *settings(tiny_root))
+    own = {"c": "export.faces=1500"}  # c: its own settings
+    csv = manifest(tmp_path, ["a", "b", "c", "d"], overrides=own)
+    local = run_cli("batch", manifest(tmp_path, ["a", "b", "c"], "local.csv", own), "--out", tmp_path / "local",
+                    *settings(tiny_root))
     assert local.code == EXIT_OK, local.stderr
 
     attempts = faults({"b": "die_once", "d": "fail"})
@@ -197,7 +202,7 @@ def test_ctrl_c_cancels_with_a_summary_and_exit_130_then_resume_skips_finished_i
 
 def test_when_every_actor_is_lost_the_batch_ends_with_exit_4(run_cli, tiny_root, tmp_path, faults, one_thread):
     csv = manifest(tmp_path, ["e"])
-    faults({"e": "die_once"})
+    faults({"e": "die"})
     res = run_cli("batch", csv, "--out", tmp_path / "out",
                   *settings(tiny_root, "engine=ray", "engine.ray.cpu_actors=1", "engine.ray.max_lost_actors=0"))
     assert res.code == EXIT_RUNTIME
@@ -231,7 +236,7 @@ def test_actor_plan_is_one_actor_per_gpu_or_the_cpu_actors(gpus, overrides, expe
 def test_a_worker_that_does_not_see_the_output_folder_says_so(tiny_root, tmp_path, one_thread):
     from know3d_cli.ray_engine import BatchWorker
 
-    cfg = load_config([f"models.tiny_root={tiny_root}", *SMALLEST])
+    cfg = load_config(tiny(tiny_root, *SMALLEST))
     problem = BatchWorker(cfg, str(tmp_path), os.getcwd()).ready()  # no results.jsonl: not the driver's folder
     assert isinstance(problem, OutputError) and "every node sees" in str(problem)
     (tmp_path / "results.jsonl").touch()
