@@ -18,10 +18,12 @@ End to end on the CPU, at tiny width, with a fixed seed:
    `--lora-tap` sets), the adapter retrained on those, every mode generated with it, and the caption swap
    (`text_effect`: every held-out front generated once per caption; does the back follow the text?).
 
-Writes `<work>/report.json` and `<work>/backpart.png` (per held-out asset: front render, ground truth from behind,
-each mode from behind); with `--editor-lora`, `<work>/backpart-lora<STEPS>[-<tap>].png` (with and without the LoRA).
-Every stage resumes: a finished data build or training run in `<work>` is kept, a longer `--flow-steps` continues the
-flow from its last checkpoint. `--signal` instead measures how much of the tapped H_DiT is the back text.
+Writes `<work>/report.json` (`signal.json`, `flow-check.json` for those) and `<work>/backpart.png` (per held-out
+asset: front render, ground truth from behind, each mode from behind); with `--editor-lora`,
+`<work>/backpart-lora<STEPS>[-<tap>].png` (with and without the LoRA). Every stage resumes: a finished data build
+or training run in `<work>` is kept, a longer `--flow-steps` continues the flow from its last checkpoint.
+`--signal` instead measures how much of the tapped H_DiT is the back text; `--flow-check` how the trained SS flow
+uses its image condition (`flow_check`).
 `--ablation NAME=OVERRIDES` retrains only the adapter with extra `train.*` overrides and scores `know3d` again
 (`trellis2.*` overrides change generation only, and score `trellis` too).
 
@@ -29,6 +31,7 @@ Examples:
     python scripts/bench_backpart.py --work /tmp/backpart --json backpart.json
     python scripts/bench_backpart.py --work /tmp/backpart --editor-lora 600
     python scripts/bench_backpart.py --work /tmp/backpart --signal
+    python scripts/bench_backpart.py --work /tmp/backpart --flow-check     # after a run: the flow's use of the image
     python scripts/bench_backpart.py --work /tmp/backpart --ablation "pool2=train.adapter.pool=2"
     python scripts/bench_backpart.py --smoke --work /tmp/backpart-smoke     # 3 shapes, a few steps
 """
@@ -82,6 +85,9 @@ def main() -> None:
                         help="retrain the adapter with these space-separated overrides and score know3d")
     parser.add_argument("--signal", action="store_true",
                         help="only measure how much H_DiT depends on the back text, per tap block / step / tokens")
+    parser.add_argument("--flow-check", nargs="?", const="", default=None, metavar="FLOW_STEM",
+                        help="only measure how the trained SS flow (of --work, or this checkpoint without extension) "
+                             "uses its image condition")
     parser.add_argument("--editor-lora", type=int, default=0, metavar="STEPS",
                         help="also the LoRA route: an editor LoRA trained STEPS steps on the training pairs, H_DiT "
                              "tapped again with it, the adapter retrained on those, every mode scored with it")
@@ -91,9 +97,14 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     torch.set_num_threads(args.threads)
-    report = signal(args.work) if args.signal else run(args)
+    if args.signal:
+        report, name = signal(args.work), "signal.json"
+    elif args.flow_check is not None:
+        report, name = flow_check(args.work, Path(args.flow_check) if args.flow_check else None), "flow-check.json"
+    else:
+        report, name = run(args), "report.json"
     text = json.dumps(report, indent=2)
-    (args.work / "report.json").write_text(text)
+    (args.work / name).write_text(text)
     if args.json:
         args.json.write_text(text)
     logger.info("%s", json.dumps(report.get("table", report), indent=2))
@@ -460,6 +471,85 @@ def signal(work: Path) -> dict:
     from know3d_cli.tiny import build_tiny_models
 
     return hdit_signal(build_tiny_models(work / "tiny"), work, [])
+
+
+def flow_check(work: Path, flow_stem: Path | None = None, times=(0.2, 0.5, 0.8, 0.9, 0.95, 0.99, 1.0),
+               euler_steps: int = 25) -> dict:
+    """`--flow-check`: does the trained SS flow use its image? On every 4th training sample and every held-out one,
+    with the run's SS VAE (latent x0 = the encoder's posterior mean, as in training; errors relative to the latents'
+    variance):
+
+    - `x0_error[t]`: the flow's one-step estimate `x0 = x_t - t v` from a true `x_t = (1 - t) x0 + t eps`, and the
+      occupancy IoU of its decoding (`x0_iou[t]`); `vae_iou`: of x0 itself;
+    - `condition_effect`: at t = 1 (pure noise, where only the image tells the samples apart), the error with the
+      sample's own DINOv3 tokens, with another sample's, with zeros, and of the mean latent (what a flow that
+      ignores the image should output there);
+    - `sample_iou`: `euler_steps` uniform Euler steps from noise without CFG, decoded.
+    """
+    from safetensors.torch import load_file
+
+    from know3d_cli.data.latents import dense_occupancy
+    from know3d_cli.tiny.backpart import SS_FLOW_NAME
+    from know3d_cli.tiny.trellis2 import SS_DECODER_DIR, SS_DECODER_NAME, SS_ENCODER_NAME, TRELLIS2_DIR
+    from know3d_cli.trellis2.checkpoint import Precision, load_model
+
+    folders = work / "trained"
+    encoder, decoder = (load_model(folders / SS_DECODER_DIR / "ckpts" / name, precision=Precision.fp32)
+                        for name in (SS_ENCODER_NAME, SS_DECODER_NAME))
+    flow = load_model(flow_stem or folders / TRELLIS2_DIR / "ckpts" / SS_FLOW_NAME, precision=Precision.fp32)
+
+    def samples(split: str, every: int) -> list[tuple[str, torch.Tensor, torch.Tensor, torch.Tensor]]:
+        root = work / f"data-{split}" / "samples"
+        out = []
+        for folder in sorted(root.iterdir())[::every]:
+            grid = dense_occupancy(load_file(str(folder / "latents.safetensors"))["occupancy"])
+            dino = load_file(str(folder / "conditions.safetensors"))["dino_512"].float()[None]
+            out.append((folder.name, encoder(grid).mean, grid[0, 0] > 0.5, dino))
+        return out
+
+    def iou(latent: torch.Tensor, truth: torch.Tensor) -> float:
+        occupied = decoder(latent)[0, 0] > 0
+        return float((occupied & truth).sum() / max(1, int((occupied | truth).sum())))
+
+    def x0_estimate(x: torch.Tensor, t: float, context) -> torch.Tensor:
+        return x - t * flow(x, torch.tensor([1000.0 * t]), context)
+
+    report: dict = {"flow": str(flow_stem or SS_FLOW_NAME)}
+    with torch.no_grad():
+        groups = {"train": samples("train", 4), "held_out": samples("test", 1)}
+        latents = torch.cat([x0 for _, x0, _, _ in groups["train"]])
+        variance, mean = latents.var().item(), latents.mean(dim=0, keepdim=True)
+        for split, items in groups.items():
+            rows = {"x0_error": {}, "x0_iou": {}}
+            for t in times:
+                errors, ious = [], []
+                for k, (_, x0, truth, dino) in enumerate(items):
+                    noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(k))
+                    estimate = x0_estimate((1 - t) * x0 + t * noise, t, flow.prepare_context(dino))
+                    errors.append(((estimate - x0) ** 2).mean().item() / variance)
+                    ious.append(iou(estimate, truth))
+                rows["x0_error"][str(t)], rows["x0_iou"][str(t)] = float(np.mean(errors)), float(np.mean(ious))
+            effect = {"own": [], "other": [], "zeros": [], "mean_latent": []}
+            sampled, vae = [], []
+            for k, (_, x0, truth, dino) in enumerate(items):
+                noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(k))
+                other = items[(k + len(items) // 2) % len(items)][3]
+                for name, tokens in (("own", dino), ("other", other), ("zeros", torch.zeros_like(dino))):
+                    estimate = x0_estimate(noise, 1.0, flow.prepare_context(tokens))
+                    effect[name].append(((estimate - x0) ** 2).mean().item() / variance)
+                effect["mean_latent"].append(((mean - x0) ** 2).mean().item() / variance)
+                x, context = noise.clone(), flow.prepare_context(dino)
+                ts = torch.linspace(1.0, 0.0, euler_steps + 1).tolist()
+                for a, b in zip(ts[:-1], ts[1:]):
+                    x = x - (a - b) * flow(x, torch.tensor([1000.0 * a]), context)
+                sampled.append(iou(x, truth))
+                vae.append(iou(x0, truth))
+            rows["condition_effect"] = {name: float(np.mean(v)) for name, v in effect.items()}
+            rows["sample_iou"], rows["vae_iou"] = float(np.mean(sampled)), float(np.mean(vae))
+            rows["samples"] = len(items)
+            report[split] = rows
+            logger.info("%s: %s", split, json.dumps(rows))
+    return report
 
 
 if __name__ == "__main__":

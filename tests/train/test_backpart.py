@@ -3,7 +3,7 @@
 The benchmark's own chain on two synthetic samples (the data build of the procedural assets is tested in
 `tests/data`): SS VAE from scratch -> export -> SS flow from scratch on the trained encoder's latents -> export ->
 the trained model folders -> Know3D adapter on H_DiT -> export -> `generate --mode know3d` at `pipeline_type=ss` ->
-back-region IoU and part identification against the ground truth.
+back-region IoU and part identification against the ground truth; then `--flow-check` on the trained flow.
 """
 
 from __future__ import annotations
@@ -55,3 +55,13 @@ def test_every_stage_connects(bench, tiny_root, train_data, tmp_path, one_thread
     coords = np.load(bench.occupancy_dir(tmp_path, "", "know3d") / "synthetic-0000.npy")
     assert coords.ndim == 2 and coords.shape[1] == 3 and len(coords) > 0
     assert bench.table(scores)["know3d"]["assets"] == 1
+
+    for split in ("train", "test"):  # `--flow-check` reads both datasets of the work folder
+        (tmp_path / f"data-{split}").symlink_to(train_data)
+    check = bench.flow_check(tmp_path, times=(0.5, 1.0), euler_steps=2)
+    for split in ("train", "held_out"):
+        rows = check[split]
+        assert set(rows["x0_error"]) == set(rows["x0_iou"]) == {"0.5", "1.0"}
+        assert set(rows["condition_effect"]) == {"own", "other", "zeros", "mean_latent"}
+        assert all(v >= 0 for v in rows["condition_effect"].values()) and 0 <= rows["sample_iou"] <= 1
+    assert check["train"]["samples"] == 1 and check["held_out"]["samples"] == 2  # every 4th training sample
