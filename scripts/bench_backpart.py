@@ -498,13 +498,14 @@ def flow_check(work: Path, flow_stem: Path | None = None, times=(0.2, 0.5, 0.8, 
                         for name in (SS_ENCODER_NAME, SS_DECODER_NAME))
     flow = load_model(flow_stem or folders / TRELLIS2_DIR / "ckpts" / SS_FLOW_NAME, precision=Precision.fp32)
 
-    def samples(split: str, every: int) -> list[tuple[str, torch.Tensor, torch.Tensor, torch.Tensor]]:
+    def samples(split: str, every: int) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """(x0, 64^3 occupancy, DINOv3 tokens) of every `every`-th sample of a dataset."""
         root = work / f"data-{split}" / "samples"
         out = []
         for folder in sorted(root.iterdir())[::every]:
             grid = dense_occupancy(load_file(str(folder / "latents.safetensors"))["occupancy"])
             dino = load_file(str(folder / "conditions.safetensors"))["dino_512"].float()[None]
-            out.append((folder.name, encoder(grid).mean, grid[0, 0] > 0.5, dino))
+            out.append((encoder(grid).mean, grid[0, 0] > 0.5, dino))
         return out
 
     def iou(latent: torch.Tensor, truth: torch.Tensor) -> float:
@@ -517,13 +518,13 @@ def flow_check(work: Path, flow_stem: Path | None = None, times=(0.2, 0.5, 0.8, 
     report: dict = {"flow": str(flow_stem or SS_FLOW_NAME)}
     with torch.no_grad():
         groups = {"train": samples("train", 4), "held_out": samples("test", 1)}
-        latents = torch.cat([x0 for _, x0, _, _ in groups["train"]])
+        latents = torch.cat([x0 for x0, _, _ in groups["train"]])
         variance, mean = latents.var().item(), latents.mean(dim=0, keepdim=True)
         for split, items in groups.items():
             rows = {"x0_error": {}, "x0_iou": {}}
             for t in times:
                 errors, ious = [], []
-                for k, (_, x0, truth, dino) in enumerate(items):
+                for k, (x0, truth, dino) in enumerate(items):
                     noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(k))
                     estimate = x0_estimate((1 - t) * x0 + t * noise, t, flow.prepare_context(dino))
                     errors.append(((estimate - x0) ** 2).mean().item() / variance)
@@ -531,9 +532,9 @@ def flow_check(work: Path, flow_stem: Path | None = None, times=(0.2, 0.5, 0.8, 
                 rows["x0_error"][str(t)], rows["x0_iou"][str(t)] = float(np.mean(errors)), float(np.mean(ious))
             effect = {"own": [], "other": [], "zeros": [], "mean_latent": []}
             sampled, vae = [], []
-            for k, (_, x0, truth, dino) in enumerate(items):
+            for k, (x0, truth, dino) in enumerate(items):
                 noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(k))
-                other = items[(k + len(items) // 2) % len(items)][3]
+                other = items[(k + len(items) // 2) % len(items)][2]
                 for name, tokens in (("own", dino), ("other", other), ("zeros", torch.zeros_like(dino))):
                     estimate = x0_estimate(noise, 1.0, flow.prepare_context(tokens))
                     effect[name].append(((estimate - x0) ** 2).mean().item() / variance)
