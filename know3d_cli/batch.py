@@ -212,7 +212,8 @@ def run_rows(rows: list[ManifestRow], out: Path, overrides: list[str], *, base: 
     results_path = out / RESULTS_FILE
     run_id = secrets.token_hex(6)
     counts = {"ok": 0, "failed": 0, "skipped": 0, "checked": 0}
-    state: dict[str, Any] = {"stopped": None, "error": None}
+    stopped: str | None = None  # why the run stopped early
+    first_error: Know3dError | None = None
     interrupted = False
 
     # a batch's journal is created now, so even a header-only manifest leaves one
@@ -220,20 +221,21 @@ def run_rows(rows: list[ManifestRow], out: Path, overrides: list[str], *, base: 
 
         def finish(outcome: Outcome) -> bool:
             """Count, print and append an item's line; True when the run must stop."""
+            nonlocal stopped, first_error
             event = outcome.event
             counts[event["status"]] += 1
-            if outcome.error is not None and state["error"] is None:
-                state["error"] = outcome.error
+            if first_error is None:
+                first_error = outcome.error
             emit(event)
             progress.advance()
             if results is not None:
                 try:
                     results.append({**event, "run": run_id})
                 except WriteFailure as exc:
-                    state["stopped"] = str(exc)
+                    stopped = str(exc)
                     return True
             if outcome.stop is not None:
-                state["stopped"] = outcome.stop
+                stopped = outcome.stop
                 return True
             if options.fail_fast and event["status"] == "failed":
                 if len(rows) > 1 and options.log_failures:
@@ -253,10 +255,10 @@ def run_rows(rows: list[ManifestRow], out: Path, overrides: list[str], *, base: 
                 engine(rows, ctx)
         except KeyboardInterrupt:
             interrupted = True
-    if state["stopped"] and options.journal:
-        logger.error("batch stopped: %s; finished assets are kept, run the batch again to resume", state["stopped"])
+    if stopped and options.journal:
+        logger.error("batch stopped: %s; finished assets are kept, run the batch again to resume", stopped)
     summary = BatchSummary(len(rows), counts["ok"], counts["failed"], counts["skipped"], interrupted,
-                           state["stopped"], str(shard), counts["checked"], state["error"])
+                           stopped, str(shard), counts["checked"], first_error)
     if options.journal:
         emit({**summary.event(results_path), "report": None if options.dry_run else _write_gallery(out)})
     return summary

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import glob
 import string
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,13 +55,12 @@ def expand_inputs(args: list[str]) -> list[Path]:
     for arg in args:
         path = Path(arg).expanduser()
         if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.is_dir())
+            found = _images(path.iterdir())
             if not found:
                 raise InputError(f"{path} is a directory without images ({', '.join(IMAGE_SUFFIXES)})")
             images += found
         elif not path.exists() and _GLOB_CHARS & set(arg):
-            found = sorted(p for p in map(Path, glob.glob(str(path))) if p.suffix.lower() in IMAGE_SUFFIXES
-                           and not p.is_dir())
+            found = _images(map(Path, glob.glob(str(path))))
             if not found:
                 raise InputError(f"no image matches {arg!r}")
             images += found
@@ -72,6 +72,11 @@ def expand_inputs(args: list[str]) -> list[Path]:
     return list(unique.values())
 
 
+def _images(paths: Iterable[Path]) -> list[Path]:
+    """The image files among `paths` (by extension), sorted."""
+    return sorted(p for p in paths if p.suffix.lower() in IMAGE_SUFFIXES and not p.is_dir())
+
+
 @dataclass(frozen=True)
 class IdTemplate:
     """A `str.format` template over `ID_FIELDS`, checked when made."""
@@ -79,19 +84,23 @@ class IdTemplate:
     text: str = DEFAULT_ID_TEMPLATE
 
     def __post_init__(self) -> None:
-        try:
-            fields = [name for _, name, spec, conv in string.Formatter().parse(self.text) if name is not None]
-        except ValueError as exc:
-            raise UsageError(f"invalid --id-template {self.text!r}: {exc}") from exc
+        fields = self.fields()
         unknown = [name for name in fields if name not in ID_FIELDS]
         if unknown or not fields:
             raise UsageError(f"invalid --id-template {self.text!r}: "
                              f"{'unknown field ' + repr(unknown[0]) if unknown else 'it has no field'}; "
                              f"fields: {', '.join('{' + name + '}' for name in ID_FIELDS)}")
 
+    def fields(self) -> list[str]:
+        """The template's field names, in order (UsageError for a malformed template)."""
+        try:
+            return [name for _, name, _, _ in string.Formatter().parse(self.text) if name is not None]
+        except ValueError as exc:
+            raise UsageError(f"invalid --id-template {self.text!r}: {exc}") from exc
+
     @property
     def uses_seed(self) -> bool:
-        return "{seed}" in self.text or "{seed:" in self.text or "{seed!" in self.text
+        return "seed" in self.fields()
 
     def render(self, image: Path, index: int, seed: int | None, mode: str) -> str:
         values = {"stem": image.stem, "name": image.name, "parent": image.absolute().parent.name, "index": index,

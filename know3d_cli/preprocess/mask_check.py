@@ -26,7 +26,6 @@ def mask_warnings(alpha: np.ndarray, rgb: np.ndarray, *, name: str = "input imag
         rgb: (H, W, 3) uint8 image the mask was made from.
     """
     foreground = alpha > 127
-    height, width = foreground.shape
     warnings = []
     fraction = float(foreground.mean())
     if 0 < fraction < LOW_FOREGROUND:
